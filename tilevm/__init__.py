@@ -1,0 +1,24 @@
+"""tilevm: a kernel compiler and virtual machine for GPU compute on data types of any bit width.
+
+Importing tilevm is light: it loads numpy and the data-type system only. torch,
+cuda-python and NVRTC are imported where a command or kernel launch needs them.
+"""
+
+from . import dtypes
+from ._version import __version__
+from .dtypes import *  # noqa: F403  (every type by name: tilevm.int3, tilevm.float6_e3m2, ...)
+from .dtypes import DataType, dtype, pack, unpack
+from .errors import DTypeError, PackError, TileVMError
+
+__all__ = [
+    "DTypeError",
+    "DataType",
+    "PackError",
+    "TileVMError",
+    "__version__",
+    "dtype",
+    "dtypes",
+    "pack",
+    "unpack",
+    *dtypes.__all__,
+]

@@ -1,0 +1,193 @@
+"""The tilevm command line: ``python -m tilevm info | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import dtypes
+from ._version import __version__
+from .errors import TileVMError
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned plain-text columns with a rule under the header."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+    lines = [headers, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _number(x: float | int) -> str:
+    """A value as the tables write it: large or tiny powers of two as 2^k, else exactly."""
+    if x == 0 or isinstance(x, int):
+        return str(x)
+    mantissa, exponent = math.frexp(abs(x))
+    sign = "-" if x < 0 else ""
+    if mantissa == 0.5 and not -4 <= exponent - 1 <= 20:
+        return f"{sign}2^{exponent - 1}"
+    if float(x).is_integer():
+        return str(int(x))
+    return repr(float(x))
+
+
+# -- info ----------------------------------------------------------------------------------------
+def _versions() -> list[tuple[str, str]]:
+    rows = [
+        ("tilevm", __version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("numpy", np.__version__),
+    ]
+    try:
+        import torch
+
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
+        rows.append(("torch", f"{torch.__version__} ({build})"))
+    except ImportError:
+        torch = None
+        rows.append(("torch", "not installed"))
+    try:
+        import cuda.bindings
+
+        rows.append(("cuda-python", cuda.bindings.__version__))
+    except ImportError:
+        rows.append(("cuda-python", "not installed"))
+    from .runtime import nvrtc
+
+    try:
+        major, minor = nvrtc.version()
+        archs = nvrtc.supported_archs()
+        wanted = ", ".join(f"sm_{a}" for a in (80, 90) if a in archs)
+        rows.append(
+            (
+                "NVRTC",
+                f"{major}.{minor} (compiles for sm_{archs[0]}..sm_{archs[-1]}; "
+                f"tilevm targets: {wanted or 'none of sm_80, sm_90!'})",
+            )
+        )
+    except TileVMError as err:
+        rows.append(("NVRTC", f"unavailable: {err}"))
+    rows.append(("GPU", _gpu_line(torch)))
+    return rows
+
+
+def _gpu_line(torch) -> str:
+    no_gpu = "none found: kernels will run on the CPU interpreter"
+    if torch is None or not torch.cuda.is_available():
+        return no_gpu
+    names = []
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        names.append(f"{i}: {p.name} (sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB)")
+    return "; ".join(names)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    for key, value in _versions():
+        print(f"{key:<12} {value}")
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------------------
+DEMO_VALUES = (0.3, -1.7, 2.5, 100.0)
+
+
+def _specials(t: dtypes.DataType) -> str:
+    if not t.is_float:
+        return "-"
+    if t.has_inf:
+        return "inf, NaN"
+    return "NaN" if t.has_nan else "none"
+
+
+def format_dtype_table() -> str:
+    """Every type of at most 8 bits with its range and smallest positive values."""
+    rows = []
+    for t in dtypes.LOW_BIT_DTYPES:
+        rows.append(
+            [
+                t.name,
+                t.short_name,
+                str(t.nbits),
+                "-" if t.bias is None else str(t.bias),
+                f"{_number(t.min_value)} .. {_number(t.max_value)}",
+                "-" if t.smallest_normal is None else _number(t.smallest_normal),
+                "-" if t.smallest_subnormal is None else _number(t.smallest_subnormal),
+                _specials(t),
+            ]
+        )
+    headers = ["type", "short", "bits", "bias", "range", "min normal", "min subnormal", "inf/NaN"]
+    return _table(headers, rows)
+
+
+def format_encoding_table(values: Sequence[float] = DEMO_VALUES) -> str:
+    """How each low-bit type encodes a few values: code bits, then the value it decodes to."""
+    rows = []
+    for t in dtypes.LOW_BIT_DTYPES:
+        codes = t.encode(np.asarray(values, dtype=np.float64))
+        decoded = t.decode(codes)
+        cells = [
+            f"{int(c):0{t.nbits}b} = {_number(v.item())}"
+            for c, v in zip(codes, decoded, strict=True)
+        ]
+        rows.append([t.name, *cells])
+    return _table(["type", *(f"encode({v:g})" for v in values)], rows)
+
+
+def format_pack_example() -> str:
+    t = dtypes.dtype("int3")
+    values = np.arange(-4, 4)
+    codes = t.encode(values)
+    packed = dtypes.pack(codes, t)
+    back = t.decode(dtypes.unpack(packed, t, len(codes)))
+    return "\n".join(
+        [
+            f"int3 values   {values.tolist()}",
+            f"codes         {codes.tolist()}",
+            f"pack(codes,3) {' '.join(f'{b:02x}' for b in packed)}  "
+            f"({len(packed)} bytes for {len(codes)} values, LSB first)",
+            f"unpack+decode {back.tolist()}",
+        ]
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    print(f"tilevm {__version__}: data types of any bit width\n")
+    print(f"Every format of at most 8 bits ({len(dtypes.LOW_BIT_DTYPES)} of them):\n")
+    print(format_dtype_table())
+    print("\nRound to nearest even, saturating: code bits = decoded value\n")
+    print(format_encoding_table())
+    print("\nDense packing (tilevm.pack / tilevm.unpack):\n")
+    print(format_pack_example())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tilevm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("info", help="versions of tilevm and its dependencies, and the GPU if any")
+    sub.add_parser("demo", help="show tilevm at work (for now: every low-bit data type)")
+    return parser
+
+
+COMMANDS = {"info": cmd_info, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TileVMError as err:
+        print(f"tilevm {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
