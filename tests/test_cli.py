@@ -1,0 +1,74 @@
+"""The command line: ``python -m tilevm info`` and ``python -m tilevm demo``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import tilevm
+from tilevm.__main__ import main
+from tilevm.dtypes import LOW_BIT_DTYPES
+
+
+def test_info_reports_versions_and_where_kernels_run(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for key in ("tilevm", "python", "numpy", "torch", "cuda-python", "NVRTC", "GPU"):
+        assert any(line.startswith(key) for line in out.splitlines()), key
+    assert tilevm.__version__ in out
+    nvrtc_line = next(line for line in out.splitlines() if line.startswith("NVRTC"))
+    assert "sm_80, sm_90" in nvrtc_line  # the wheel compiles for both targets, GPU or not
+    from conftest import cuda_available
+
+    if not cuda_available():
+        assert "kernels will run on the CPU interpreter" in out
+
+
+def test_demo_lists_every_low_bit_format_with_range_and_encodings(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    for t in LOW_BIT_DTYPES:
+        assert f"\n{t.name} " in out, t
+    assert "float8_e4m3  f8e4m3  8     7     -448 .. 448" in out
+    assert "float4_e2m1  0001 = 0.5" in out  # 0.3 rounds to 0.5
+    assert "ac 8f 68" in out  # int3 -4..3 packed
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_python_dash_m_tilevm_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "tilevm", "demo"], capture_output=True, text=True, check=True
+    )
+    assert "float6_e3m2" in result.stdout
+
+
+def test_importing_tilevm_does_not_import_torch_or_cuda():
+    code = "import sys, tilevm; print(sorted({'torch', 'cuda', 'sympy'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_examples_run(tmp_path):
+    from pathlib import Path
+
+    for script in sorted((Path(__file__).parent.parent / "examples").glob("*.py")):
+        subprocess.run([sys.executable, str(script)], capture_output=True, check=True, cwd=tmp_path)
+
+
+def test_the_format_table_in_the_docs_is_current():
+    from pathlib import Path
+
+    from tilevm.__main__ import format_dtype_table
+
+    docs = (Path(__file__).parent.parent / "docs" / "dtypes.md").read_text()
+    assert format_dtype_table() in docs
