@@ -72,20 +72,15 @@ def test_int_codes_match_ml_dtypes_for_every_value(name, twin):
     np.testing.assert_array_equal(t.decode(twin_codes), values)
 
 
-def test_float16_matches_numpy_for_every_code_and_on_random_values():
-    t = tilevm.float16
+@pytest.mark.parametrize(
+    ("name", "twin", "seed"), [("float16", np.float16, 2), ("bfloat16", ml_dtypes.bfloat16, 3)]
+)
+def test_16_bit_floats_match_numpy_and_ml_dtypes_for_every_code_and_random_values(name, twin, seed):
+    t = tilevm.dtype(name)
     codes = np.arange(1 << 16, dtype=np.uint16)
-    assert same_floats(t.decode(codes), codes.view(np.float16).astype(np.float32))
-    x = in_range_samples(t, np.random.default_rng(2), 200_000)
-    np.testing.assert_array_equal(t.encode(x), x.astype(np.float16).view(np.uint16))
-
-
-def test_bfloat16_matches_ml_dtypes_for_every_code_and_on_random_values():
-    t = tilevm.bfloat16
-    codes = np.arange(1 << 16, dtype=np.uint16)
-    assert same_floats(t.decode(codes), codes.view(ml_dtypes.bfloat16).astype(np.float32))
-    x = in_range_samples(t, np.random.default_rng(3), 200_000)
-    np.testing.assert_array_equal(t.encode(x), x.astype(ml_dtypes.bfloat16).view(np.uint16))
+    assert same_floats(t.decode(codes), codes.view(twin).astype(np.float32))
+    x = in_range_samples(t, np.random.default_rng(seed), 200_000)
+    np.testing.assert_array_equal(t.encode(x), x.astype(twin).view(np.uint16))
 
 
 def test_float32_matches_numpy_on_random_codes_and_float64_values():
