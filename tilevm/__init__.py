@@ -8,11 +8,12 @@ from . import dtypes
 from ._version import __version__
 from .dtypes import *  # noqa: F403  (every type by name: tilevm.int3, tilevm.float6_e3m2, ...)
 from .dtypes import DataType, dtype, pack, unpack
-from .errors import DTypeError, PackError, TileVMError
+from .errors import DTypeError, LayoutError, PackError, TileVMError
 
 __all__ = [
     "DTypeError",
     "DataType",
+    "LayoutError",
     "PackError",
     "TileVMError",
     "__version__",

@@ -19,3 +19,7 @@ class DTypeError(TileVMError, ValueError):
 
 class PackError(TileVMError, ValueError):
     """Codes or packed bytes do not fit the requested bit width or count."""
+
+
+class LayoutError(TileVMError, ValueError):
+    """A layout operation is impossible (a product, division, view or reshape that does not fit)."""
