@@ -3,7 +3,9 @@
 - :mod:`.register`: register layouts, their primitives, product and division;
 - :mod:`.ops`: concat, permute, reshape, reduce, broadcast;
 - :mod:`.view`: reinterpreting each thread's bits under another bit width;
-- :mod:`.fragments`: mma.sync and ldmatrix fragments written in the algebra.
+- :mod:`.fragments`: mma.sync and ldmatrix fragments written in the algebra;
+- :mod:`.shared`: shared-memory layouts, XOR swizzles, bank conflicts, a swizzle chooser;
+- :mod:`.global_layout`: global tensors with symbolic sizes, contiguity and alignment.
 
 Pure functions over immutable values; nothing here imports the IR.
 """
@@ -17,6 +19,16 @@ from .fragments import (
     mma_m16n8k32_b,
     mma_m16n8k32_c,
 )
+from .global_layout import (
+    AccessInfo,
+    GlobalLayout,
+    access_info,
+    global_column_major,
+    global_row_major,
+    global_strided,
+    known_divisor,
+    size_symbol,
+)
 from .ops import broadcast, concat, flatten, permute, reduce, reshape
 from .register import (
     RegisterLayout,
@@ -29,6 +41,16 @@ from .register import (
     replicate,
     spatial,
 )
+from .shared import (
+    BankReport,
+    SharedLayout,
+    Swizzle,
+    bank_conflicts,
+    choose_swizzle,
+    shared_column_major,
+    shared_row_major,
+    shared_strided,
+)
 from .view import (
     check_view,
     check_view_legal,
@@ -39,15 +61,27 @@ from .view import (
 )
 
 __all__ = [
+    "AccessInfo",
+    "BankReport",
+    "GlobalLayout",
     "RegisterLayout",
+    "SharedLayout",
+    "Swizzle",
+    "access_info",
+    "bank_conflicts",
     "broadcast",
     "check_view",
     "check_view_legal",
+    "choose_swizzle",
     "column_local",
     "column_spatial",
     "concat",
     "divide",
     "flatten",
+    "global_column_major",
+    "global_row_major",
+    "global_strided",
+    "known_divisor",
     "ldmatrix",
     "left_divide",
     "local",
@@ -64,6 +98,10 @@ __all__ = [
     "reduce",
     "replicate",
     "reshape",
+    "shared_column_major",
+    "shared_row_major",
+    "shared_strided",
+    "size_symbol",
     "spatial",
     "view_layout",
     "view_moves",
