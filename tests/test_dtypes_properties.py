@@ -98,7 +98,8 @@ def test_encoding_picks_a_nearest_finite_value(t, x):
     st.sampled_from(FLOATS + INTS),
     st.lists(st.floats(width=32, allow_nan=False), min_size=2, max_size=40),
 )
+@example(tilevm.float8_e5m2, [math.inf, math.inf])  # inf - inf is NaN: compare, never subtract
 def test_encoding_is_monotone(t, xs):
     xs = np.sort(np.asarray(xs, dtype=np.float32))
     decoded = t.decode(t.encode(xs)).astype(np.float64)
-    assert (np.diff(decoded) >= 0).all()
+    assert (decoded[1:] >= decoded[:-1]).all()

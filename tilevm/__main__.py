@@ -1,4 +1,4 @@
-"""The tilevm command line: ``python -m tilevm info | demo``."""
+"""The tilevm command line: ``python -m tilevm info | demo | layout EXPR [-o FILE]``."""
 
 from __future__ import annotations
 
@@ -169,15 +169,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- layout --------------------------------------------------------------------------------------
+def cmd_layout(args: argparse.Namespace) -> int:
+    # Imported here: `info` and `demo` need none of the layout machinery.
+    from .layouts.expr import parse_layout
+    from .layouts.show import format_grid
+
+    layout = parse_layout(args.expr)
+    if args.output is None:
+        print(format_grid(layout))
+        return 0
+    from .layouts.draw import draw
+
+    print(draw(layout, args.output, title=" ".join(args.expr.split())))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tilevm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("info", help="versions of tilevm and its dependencies, and the GPU if any")
     sub.add_parser("demo", help="show tilevm at work (for now: every low-bit data type)")
+    layout = sub.add_parser(
+        "layout",
+        help="show a register layout as a text grid, or draw it to an SVG or PNG file",
+        description="Show which thread holds each element of a tile, in which register. "
+        "EXPR is a layout expression such as 'spatial(8,4)*local(2,2)' or "
+        "'local(2,1).spatial(8,4).local(1,2)' (see docs/layouts.md).",
+    )
+    layout.add_argument("expr", metavar="EXPR", help="a layout expression, quoted for the shell")
+    layout.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="draw the tile to FILE (.svg or .png, needs matplotlib) instead of printing it",
+    )
     return parser
 
 
-COMMANDS = {"info": cmd_info, "demo": cmd_demo}
+COMMANDS = {"info": cmd_info, "demo": cmd_demo, "layout": cmd_layout}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

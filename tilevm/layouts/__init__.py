@@ -5,11 +5,15 @@
 - :mod:`.view`: reinterpreting each thread's bits under another bit width;
 - :mod:`.fragments`: mma.sync and ldmatrix fragments written in the algebra;
 - :mod:`.shared`: shared-memory layouts, XOR swizzles, bank conflicts, a swizzle chooser;
-- :mod:`.global_layout`: global tensors with symbolic sizes, contiguity and alignment.
+- :mod:`.global_layout`: global tensors with symbolic sizes, contiguity and alignment;
+- :func:`show` / :func:`format_grid` (text grids), :func:`draw` (SVG/PNG pictures) and
+  :func:`parse_layout` (the safe expression language of ``python -m tilevm layout``).
 
 Pure functions over immutable values; nothing here imports the IR.
 """
 
+from .draw import draw
+from .expr import parse_layout
 from .fragments import (
     ldmatrix,
     mma_m16n8k16_a,
@@ -51,6 +55,7 @@ from .shared import (
     shared_row_major,
     shared_strided,
 )
+from .show import format_grid, show
 from .view import (
     check_view,
     check_view_legal,
@@ -77,7 +82,9 @@ __all__ = [
     "column_spatial",
     "concat",
     "divide",
+    "draw",
     "flatten",
+    "format_grid",
     "global_column_major",
     "global_row_major",
     "global_strided",
@@ -93,6 +100,7 @@ __all__ = [
     "mma_m16n8k32_c",
     "pack_for_layout",
     "packed_byte_layout",
+    "parse_layout",
     "permute",
     "product",
     "reduce",
@@ -101,6 +109,7 @@ __all__ = [
     "shared_column_major",
     "shared_row_major",
     "shared_strided",
+    "show",
     "size_symbol",
     "spatial",
     "view_layout",
