@@ -72,3 +72,14 @@ def test_the_format_table_in_the_docs_is_current():
 
     docs = (Path(__file__).parent.parent / "docs" / "dtypes.md").read_text()
     assert format_dtype_table() in docs
+
+
+def test_the_readme_examples_run(capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
