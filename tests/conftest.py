@@ -1,10 +1,17 @@
-"""Test configuration: tests marked ``gpu`` skip cleanly when no CUDA GPU is present."""
+"""Test configuration: ``gpu`` tests skip without a CUDA GPU; CI runs hypothesis deterministically."""
 
 from __future__ import annotations
 
 import functools
+import os
 
 import pytest
+from hypothesis import settings
+
+# CI runs draw the same examples every time, so a red run is reproducible; locally they vary.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @functools.cache
