@@ -1,4 +1,4 @@
-"""Test configuration: ``gpu`` tests skip without a CUDA GPU; CI runs hypothesis deterministically."""
+"""Test configuration: `gpu` tests skip without a GPU; CI runs hypothesis deterministically."""
 
 from __future__ import annotations
 
