@@ -1,6 +1,27 @@
-"""The program representation: tensors, instructions, statements and scalar expressions.
+"""The program representation: scalar expressions, tensors, instructions, statements, programs.
 
-Also its builder, printer and verifier.
-
-Empty until the issue that builds it lands; see DESIGN.md.
+- :mod:`.expr`: scalar expressions (runtime parameters, block indices, arithmetic);
+- :mod:`.tensor`: global, shared and register tensors;
+- :mod:`.inst`: the instruction set; :mod:`.stmt`: control flow; :mod:`.program`;
+- :mod:`.builder`: building programs with checks; :mod:`.registry`: per-pass rules.
 """
+
+from .builder import Builder, IRError
+from .expr import BlockIdx, Const, Expr, NumBlocks, Var
+from .program import Param, Program
+from .tensor import GlobalTensor, RegisterTensor, SharedTensor
+
+__all__ = [
+    "BlockIdx",
+    "Builder",
+    "Const",
+    "Expr",
+    "GlobalTensor",
+    "IRError",
+    "NumBlocks",
+    "Param",
+    "Program",
+    "RegisterTensor",
+    "SharedTensor",
+    "Var",
+]
