@@ -3,13 +3,16 @@
 - :mod:`.expr`: scalar expressions (runtime parameters, block indices, arithmetic);
 - :mod:`.tensor`: global, shared and register tensors;
 - :mod:`.inst`: the instruction set; :mod:`.stmt`: control flow; :mod:`.program`;
-- :mod:`.builder`: building programs with checks; :mod:`.registry`: per-pass rules.
+- :mod:`.builder`: building programs with checks; :mod:`.registry`: per-pass rules;
+- :mod:`.printer`: the stable text form; :mod:`.verify`: the whole-program verifier.
 """
 
 from .builder import Builder, IRError
 from .expr import BlockIdx, Const, Expr, NumBlocks, Var
+from .printer import format_expr, format_program
 from .program import Param, Program
 from .tensor import GlobalTensor, RegisterTensor, SharedTensor
+from .verify import VerifyError, verify
 
 __all__ = [
     "BlockIdx",
@@ -24,4 +27,8 @@ __all__ = [
     "RegisterTensor",
     "SharedTensor",
     "Var",
+    "VerifyError",
+    "format_expr",
+    "format_program",
+    "verify",
 ]

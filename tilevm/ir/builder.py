@@ -128,7 +128,8 @@ class Builder:
         if strides is None:
             strides_list: list[int | Expr] = [1]
             for s in reversed(shape[1:]):
-                strides_list.insert(0, strides_list[0] * s)
+                inner = strides_list[0]
+                strides_list.insert(0, s if isinstance(inner, int) and inner == 1 else inner * s)
             strides = strides_list
         strides = tuple(strides)
         if len(strides) != len(shape):
@@ -306,7 +307,7 @@ class Builder:
         if not (isinstance(a, RegisterTensor) or isinstance(b, RegisterTensor)):
             raise IRError(f"{op}: at least one operand must be a tile")
         shape = broadcast_shapes(_shape_of(a), _shape_of(b), op)
-        dtype = _tile_result_type(op, a, b)
+        dtype = tile_result_type(op, a, b)
         return self.emit(I.ElementwiseBinary(RegisterTensor(dtype, shape, None, name), op, a, b))
 
     def where(self, cond: Any, a: Any, b: Any, name: str = "") -> RegisterTensor:
@@ -315,7 +316,7 @@ class Builder:
         shape = broadcast_shapes(shape, _shape_of(b), "where")
         if not shape:
             raise IRError("where: at least one operand must be a tile")
-        dtype = _tile_result_type("add", a, b)
+        dtype = tile_result_type("add", a, b)
         return self.emit(I.Where(RegisterTensor(dtype, shape, None, name), cond, a, b))
 
     def dot(
@@ -404,6 +405,10 @@ class Builder:
 
     def assign_scalar(self, var: Var, value: Any) -> None:
         value = as_expr(value, like=var)
+        if value.dtype != var.dtype:
+            raise IRError(
+                f"scalar variable {var.name} is {var.dtype}; it cannot take a {value.dtype} value"
+            )
         self._blocks[-1].body.append(AssignScalar(var, value, self.loc))
 
     @contextlib.contextmanager
@@ -510,7 +515,7 @@ def _shape_of(value: Any) -> tuple[int, ...]:
     return value.shape if isinstance(value, RegisterTensor) else ()
 
 
-def _tile_result_type(op: str, a: Any, b: Any) -> DataType:
+def tile_result_type(op: str, a: Any, b: Any) -> DataType:
     """Tiles set the type; a Python scalar adopts the tile's type (like numpy's weak scalars)."""
     ta = a.dtype if isinstance(a, (RegisterTensor, Expr)) else None
     tb = b.dtype if isinstance(b, (RegisterTensor, Expr)) else None
