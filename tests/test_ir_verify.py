@@ -468,7 +468,7 @@ def test_a_scalar_variable_keeps_its_type():
     k = b.declare("k", 0)
     with pytest.raises(IRError, match="scalar variable k is int32; it cannot take a float32"):
         b.assign_scalar(k, x * 2.0)
-    b._blocks[-1].body.append(AssignScalar(k, x * 2.0))  # what a faulty pass could produce
+    b._blocks[-1].body.append(AssignScalar(k, x * 2.0, b.loc))  # what a faulty pass could make
     fails(
         b.finish(), "the scalar variable 'k' keeps its type: it is int32, the new value is float32"
     )
