@@ -316,7 +316,8 @@ class Builder:
         shape = broadcast_shapes(shape, _shape_of(b), "where")
         if not shape:
             raise IRError("where: at least one operand must be a tile")
-        dtype = tile_result_type("add", a, b)
+        both_bool = all(isinstance(v, (RegisterTensor, Expr)) and v.dtype == BOOL for v in (a, b))
+        dtype = BOOL if both_bool else tile_result_type("add", a, b)
         return self.emit(I.Where(RegisterTensor(dtype, shape, None, name), cond, a, b))
 
     def dot(
@@ -496,8 +497,12 @@ def _check_inside(offsets, shape, outer, what) -> None:
 
 
 def _number(value: Any) -> int | float:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return int(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
     if isinstance(value, (int, float)):
         return value
     raise IRError(f"expected a number or a scalar expression; got {value!r}")
