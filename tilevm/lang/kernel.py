@@ -28,6 +28,7 @@ from ..dtypes import dtype as as_dtype
 from ..errors import TileVMError
 from ..ir.builder import Builder
 from ..ir.program import Program
+from ..ir.verify import verify
 from .errors import KernelCompileError
 from .transpiler import KernelFunction, Source, Transpiler, _Return
 
@@ -165,7 +166,9 @@ class Kernel:
         except _Return as ret:
             if ret.value is not None:
                 raise KernelCompileError("a kernel returns nothing; store results", None) from None
-        return b.finish(constants=constants)
+        program = b.finish(constants=constants)
+        verify(program)  # a frontend bug shows here, not as a wrong answer later
+        return program
 
     # -- launching -----------------------------------------------------------------------------
     def __getitem__(self, grid: Any) -> Callable[..., None]:
