@@ -83,3 +83,38 @@ def test_the_readme_examples_run(capsys):
     assert len(blocks) >= 2
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_demo_runs_the_example_kernels_on_the_interpreter(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "vector_add           n=1000     max |error| vs numpy = 0" in out
+    for label in ("softmax", "matmul_fp16", "W3A16 int3", "W6A16 float6_e3m2"):
+        assert f"\n{label} " in out
+
+
+def test_compile_prints_a_kernels_ir_for_given_constants(capsys):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "lowbit_gemm.py"
+    assert main(["compile", f"{example}::lowbit_gemm", "-D", "WTYPE=int5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("kernel lowbit_gemm(x: ptr<float16>")
+    assert "constants: WTYPE=int5" in out and "view raw : int5[64, 32]" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compile", "nofile.py"], "TARGET must be FILE::KERNEL; got 'nofile.py'"),
+        (["compile", "missing.py::k"], "no Python file at 'missing.py'"),
+        (["compile", "examples/vector_add.py::nope"], "has no @tilevm.kernel named 'nope'"),
+        (["compile", "examples/vector_add.py::vector_add", "-D", "BLOCK"], "-D takes NAME=VALUE"),
+    ],
+)
+def test_compile_reports_bad_targets(argv, message, capsys, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err

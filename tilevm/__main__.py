@@ -1,12 +1,15 @@
-"""The tilevm command line: ``python -m tilevm info | demo | layout EXPR [-o FILE]``."""
+"""The tilevm command line: ``python -m tilevm info | demo | layout | compile``."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import math
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -158,6 +161,36 @@ def format_pack_example() -> str:
     )
 
 
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_examples() -> list[str]:
+    """Run the example kernels on the CPU interpreter against numpy; one line each."""
+    if not (EXAMPLES_DIR / "lowbit_gemm.py").exists():
+        return ["(the examples/ folder is not next to this installation; run from a checkout)"]
+    sys.path.insert(0, str(EXAMPLES_DIR))
+    try:
+        import lowbit_gemm
+        import matmul_fp16
+        import softmax
+        import vector_add
+    finally:
+        sys.path.remove(str(EXAMPLES_DIR))
+    lines = [
+        f"vector_add           n=1000     max |error| vs numpy = {vector_add.check():g}",
+        f"softmax              37x100     max |error| vs numpy = {softmax.check():.2g}",
+        f"matmul_fp16          50x40x70   max error / max |C| = {matmul_fp16.check():.2g}",
+    ]
+    for name in ("int3", "float6_e3m2"):
+        err, qerr = lowbit_gemm.check(name)
+        label = f"W{dtypes.dtype(name).nbits}A16 {name}"
+        lines.append(
+            f"{label:<21}21x64x128  max error / max |y| = {err:.2g} "
+            f"(weights quantised with rms error {qerr:.3f})"
+        )
+    return lines
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     print(f"tilevm {__version__}: data types of any bit width\n")
     print(f"Every format of at most 8 bits ({len(dtypes.LOW_BIT_DTYPES)} of them):\n")
@@ -166,6 +199,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(format_encoding_table())
     print("\nDense packing (tilevm.pack / tilevm.unpack):\n")
     print(format_pack_example())
+    print("\nKernels from examples/, run on the CPU interpreter against numpy on fresh data:\n")
+    for line in run_examples():
+        print(line)
+    return 0
+
+
+# -- compile -------------------------------------------------------------------------------------
+def _constant(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return dtypes.dtype(text)  # a data type name, e.g. -D WTYPE=int3
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .ir.printer import format_program
+    from .lang.kernel import Kernel
+
+    path, sep, name = args.target.rpartition("::")
+    if not sep or not path or not name:
+        raise TileVMError(f"TARGET must be FILE::KERNEL; got {args.target!r}")
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    if spec is None or not Path(path).exists():
+        raise TileVMError(f"no Python file at {path!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    kernel = getattr(module, name, None)
+    if not isinstance(kernel, Kernel):
+        raise TileVMError(f"{path} has no @tilevm.kernel named {name!r}")
+    constants = {}
+    for item in args.define:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise TileVMError(f"-D takes NAME=VALUE; got {item!r}")
+        constants[key] = _constant(value)
+    print(format_program(kernel.program(**constants)), end="")
     return 0
 
 
@@ -197,6 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
         "EXPR is a layout expression such as 'spatial(8,4)*local(2,2)' or "
         "'local(2,1).spatial(8,4).local(1,2)' (see docs/layouts.md).",
     )
+    compile_ = sub.add_parser(
+        "compile",
+        help="compile a kernel and print its IR",
+        description="Compile FILE::KERNEL for the given compile-time constants and print the IR "
+        "(CUDA and PTX output arrive with the CUDA backend).",
+    )
+    compile_.add_argument("target", metavar="FILE::KERNEL")
+    compile_.add_argument("--emit", choices=["ir"], default="ir", help="what to print")
+    compile_.add_argument(
+        "-D",
+        dest="define",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a compile-time constant (a Python literal or a data type name); repeatable",
+    )
     layout.add_argument("expr", metavar="EXPR", help="a layout expression, quoted for the shell")
     layout.add_argument(
         "-o",
@@ -207,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"info": cmd_info, "demo": cmd_demo, "layout": cmd_layout}
+COMMANDS = {"info": cmd_info, "demo": cmd_demo, "layout": cmd_layout, "compile": cmd_compile}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
