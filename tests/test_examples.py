@@ -14,10 +14,10 @@ from tilevm.ir.printer import format_program
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 
-import lowbit_gemm  # noqa: E402
-import matmul_fp16  # noqa: E402
-import softmax  # noqa: E402
-import vector_add  # noqa: E402
+import lowbit_gemm
+import matmul_fp16
+import softmax
+import vector_add
 
 
 @pytest.mark.parametrize(

@@ -524,11 +524,15 @@ def tile_result_type(op: str, a: Any, b: Any) -> DataType:
     """Tiles set the type; a Python scalar adopts the tile's type (like numpy's weak scalars)."""
     ta = a.dtype if isinstance(a, (RegisterTensor, Expr)) else None
     tb = b.dtype if isinstance(b, (RegisterTensor, Expr)) else None
+    if ta is None and tb is None:
+        raise IRError(f"{op}: at least one operand must be a tile or a scalar expression")
     if ta is None or tb is None:
         known = ta or tb
         other = b if ta is not None else a
         if op in ("lt", "le", "gt", "ge", "eq", "ne", "land", "lor"):
             return BOOL
+        if op == "truediv" and not known.is_float:
+            return dtypes.float32  # true division of integers, as in Python and numpy
         if isinstance(other, float) and not known.is_float:
             raise IRError(f"{op}: mixing a {known} tile with the float {other}; cast the tile")
         if op in BITWISE and known.is_float:

@@ -30,6 +30,7 @@ function                      what it does
 from __future__ import annotations
 
 import builtins
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +56,8 @@ class Builtin:
         self.fn = fn
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
+        signature = inspect.signature(fn)  # without ctx: what the kernel author calls
+        self.signature = signature.replace(parameters=list(signature.parameters.values())[1:])
 
     def __call__(self, *args, **kwargs):
         raise IRError(
@@ -62,6 +65,10 @@ class Builtin:
         )
 
     def invoke(self, ctx: Context, *args, **kwargs):
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise IRError(f"tilevm.lang.{self.__name__}(): {err}") from None
         return self.fn(ctx, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -241,6 +248,12 @@ def where(ctx, cond, a, b):
     """Elementwise ``a if cond else b``."""
     if not any(isinstance(v, RegisterTensor) for v in (cond, a, b)):
         return E.select(cond, a, b)
+    if not any(isinstance(v, (RegisterTensor, E.Expr)) for v in (a, b)):
+        # Two Python numbers under a mask: type them here (float32 if either is a float,
+        # else int32 or bool), as the builder takes the type from a tile or scalar operand.
+        if isinstance(a, float) or isinstance(b, float):
+            a, b = float(a), float(b)
+        a, b = E.as_expr(a), E.as_expr(b)
     return ctx.builder.where(cond, a, b)
 
 
@@ -254,7 +267,7 @@ def _reduction(op: str):
     def fn(ctx, x, dims=None, keepdims: bool = True):
         if not isinstance(x, RegisterTensor):
             raise IRError(f"{op} reduces a tile; got {x!r}")
-        dims = tuple(range(x.rank)) if dims is None else _seq(dims)
+        dims = tuple(builtins.range(x.rank)) if dims is None else _seq(dims)
         return ctx.builder.reduce(x, op, dims, keepdims)
 
     fn.__name__ = op

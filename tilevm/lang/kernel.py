@@ -17,6 +17,7 @@ Without ``backend``, tensors on the CPU run on the interpreter.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -76,7 +77,8 @@ class KernelParam:
     default: Any = inspect.Parameter.empty
 
 
-def _classify(fn: Callable[..., Any]) -> list[KernelParam]:
+def _classify(fn: Callable[..., Any], scope: dict[str, Any] | None = None) -> list[KernelParam]:
+    """The parameters of ``fn``; string annotations are evaluated in its module, then ``scope``."""
     signature = inspect.signature(fn)
     hints = dict(fn.__annotations__)
     params = []
@@ -86,7 +88,7 @@ def _classify(fn: Callable[..., Any]) -> list[KernelParam]:
         hint = hints.get(p.name, inspect.Parameter.empty)
         if isinstance(hint, str):
             try:
-                hint = eval(hint, fn.__globals__)
+                hint = eval(hint, fn.__globals__, scope)
             except Exception as err:
                 raise TileVMError(
                     f"kernel {fn.__name__}: cannot evaluate the annotation of {p.name!r}: {err}"
@@ -111,14 +113,16 @@ class Kernel:
 
     __tilevm_kernel__ = True
 
-    def __init__(self, fn: Callable[..., Any], num_warps: int = 4):
+    def __init__(
+        self, fn: Callable[..., Any], num_warps: int = 4, scope: dict[str, Any] | None = None
+    ):
         if not isinstance(num_warps, int) or not 1 <= num_warps <= 32:
             raise TileVMError(f"num_warps must be an int in 1..32; got {num_warps!r}")
         self.fn = fn
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self.num_warps = num_warps
-        self.params = _classify(fn)
+        self.params = _classify(fn, scope)
         self._source: Source | None = None
         self._programs: dict[tuple, Program] = {}
 
@@ -140,7 +144,8 @@ class Kernel:
                 raise LaunchError(f"{self.__name__}: constant {p.name!r} has no value")
         if constants:
             raise LaunchError(f"{self.__name__}: unknown constants {sorted(constants)}")
-        key = tuple((k, _hashable(v)) for k, v in values.items())
+        # The type is part of the key: 1, 1.0 and True are equal but compile differently.
+        key = tuple((k, type(v), _hashable(v)) for k, v in values.items())
         if key not in self._programs:
             try:
                 self._programs[key] = self._compile(values)
@@ -165,7 +170,9 @@ class Kernel:
             t.run_body(self._source.tree.body)
         except _Return as ret:
             if ret.value is not None:
-                raise KernelCompileError("a kernel returns nothing; store results", None) from None
+                raise KernelCompileError(
+                    "a kernel returns nothing; store results", self._source.loc(ret.node)
+                ) from None
         program = b.finish(constants=constants)
         verify(program)  # a frontend bug shows here, not as a wrong answer later
         return program
@@ -204,7 +211,9 @@ def _grid(grid: Any, name: str) -> tuple[int, ...]:
     if (
         not isinstance(grid, (tuple, list))
         or not 1 <= len(grid) <= 3
-        or not all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid)
+        or not all(
+            isinstance(g, (int, np.integer)) and not isinstance(g, bool) and g >= 1 for g in grid
+        )
     ):
         raise LaunchError(f"{name}: the grid must be 1 to 3 positive ints; got {grid!r}")
     return tuple(int(g) for g in grid)
@@ -220,9 +229,14 @@ def _hashable(value: Any) -> Any:
 
 def kernel(fn: Callable[..., Any] | None = None, *, num_warps: int = 4):
     """Decorate a thread-block program: ``@tilevm.kernel`` or ``@tilevm.kernel(num_warps=8)``."""
+    # With postponed annotations (``from __future__ import annotations``) a kernel defined
+    # inside a function may name that function's locals: keep them to evaluate the strings.
+    caller = sys._getframe(1)
+    scope = dict(caller.f_locals) if caller.f_locals is not caller.f_globals else None
+    del caller
     if fn is None:
-        return lambda f: Kernel(f, num_warps)
-    return Kernel(fn, num_warps)
+        return lambda f: Kernel(f, num_warps, scope)
+    return Kernel(fn, num_warps, scope)
 
 
 def func(fn: Callable[..., Any]) -> KernelFunction:

@@ -9,6 +9,7 @@ stores land in them directly; CUDA tensors are copied to the host and back.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -111,4 +112,13 @@ def _scalar(kernel: Kernel, name: str, dtype: DataType, value: Any) -> int | flo
         return int(value)
     if not isinstance(value, (int, float, np.integer, np.floating)):
         raise LaunchError(f"{where} must be a number ({dtype}); got {value!r}")
-    return float(value)
+    value = float(value)
+    if math.isnan(value) and not dtype.has_nan:
+        raise LaunchError(f"{where} is NaN, which {dtype} cannot hold")
+    if math.isinf(value) and not dtype.has_inf:
+        raise LaunchError(f"{where} is {value}, which {dtype} cannot hold")
+    if math.isfinite(value) and abs(value) > dtype.max_value:
+        raise LaunchError(
+            f"{where} must lie in {dtype.min_value}..{dtype.max_value} ({dtype}); got {value}"
+        )
+    return value

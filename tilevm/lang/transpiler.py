@@ -13,6 +13,9 @@ A name assigned inside runtime control flow must keep meaning the same
 storage on every path, as on a GPU: a scalar becomes a declared variable
 (given its value before the loop or branch), a tile is written in place with
 ``Assign``; a name first bound inside such a region is not visible after it.
+Writing in place keeps Python's meaning of assignment: other names for the
+same storage (``b = a``, a helper's argument, a parameter) get their own copy
+first, and ``a, b = b, a`` reads the whole right-hand side before writing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import dtypes
 from ..errors import TileVMError
 from ..ir import expr as E
 from ..ir.builder import Builder
@@ -66,6 +70,13 @@ PY_BIN = {
     "ne": lambda a, b: a != b,
 }
 CMP_OPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq", ast.NotEq: "ne"}
+# Identity and membership are decided while compiling (a runtime value is never None).
+PY_CMP = {
+    ast.Is: lambda a, b: a is b,
+    ast.IsNot: lambda a, b: a is not b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
 RUNTIME = (E.Expr, RegisterTensor, SharedTensor, GlobalTensor)
 
 
@@ -144,8 +155,8 @@ class Hidden:
 
 
 class _Return(Exception):
-    def __init__(self, value: Any):
-        self.value = value
+    def __init__(self, value: Any, node: ast.Return):
+        self.value, self.node = value, node
 
 
 class _StaticBreak(Exception):
@@ -162,8 +173,10 @@ class Transpiler:
         self.scopes: list[dict[str, Binding]] = [{k: Binding(v, 0) for k, v in env.items()}]
         self.depth = 0
         self.base_depth = 0
-        self.static_loops = 0
-        self.owned: dict[str, E.Var] = {}  # scalar variables this kernel declared, by name
+        # Enclosing loops, innermost last: (unrolled while compiling?, depth where it started).
+        self.loops: list[tuple[bool, int]] = []
+        # The storage each name owns: scalar variables it declared, tiles it first named.
+        self.owned: dict[str, E.Var | RegisterTensor] = {}
 
     # -- errors --------------------------------------------------------------------------------
     def fail(self, node: ast.AST, message: str) -> KernelCompileError:
@@ -212,6 +225,7 @@ class Transpiler:
         if old is not None and not isinstance(old.value, Hidden) and old.depth < self.depth:
             # Rebinding something that lives outside the current runtime region: same storage.
             if isinstance(old.value, RegisterTensor) and isinstance(value, RegisterTensor):
+                self.unalias(name, old.value)
                 self.b.assign(old.value, value)
                 return
             if isinstance(old.value, E.Var) and isinstance(value, (E.Expr, int, float, bool)):
@@ -222,6 +236,7 @@ class Transpiler:
                         f"'{name}' is {old.value.dtype} before this loop or "
                         f"branch; here it gets a {value.dtype} value",
                     )
+                self.unalias(name, old.value)
                 self.b.assign_scalar(old.value, value)
                 return
             if old.value is value:
@@ -235,6 +250,8 @@ class Transpiler:
             value = self.declare(name, value)
         elif isinstance(value, (RegisterTensor, SharedTensor, GlobalTensor)) and not value.name:
             value.name = name
+        if isinstance(value, RegisterTensor) and not self.aliases(name, value):
+            self.owned[name] = value
         self.scope[name] = Binding(value, self.depth)
 
     def declare(self, name: str, value: Any) -> E.Var:
@@ -243,18 +260,45 @@ class Transpiler:
         return var
 
     def promote(self, body: list[ast.stmt]) -> None:
-        """Before a runtime region: scalars it reassigns become declared variables."""
+        """Before a runtime region: what it reassigns gets storage of its own.
+
+        Numbers become declared variables. A scalar or tile this name does not own (a
+        parameter, a loop variable, a helper's argument, ``b = a``) is copied, and other
+        names sharing storage this name owns get copies, so that writing it in the region
+        changes nothing else, as in Python.
+        """
         for name in assigned_names(body):
             binding = self.scope.get(name)
             if binding is None:
                 continue
             v = binding.value
-            # Numbers, expressions and aliases of other variables (a loop variable, a
-            # parameter) get a variable of their own, so the region cannot change the original.
             if isinstance(v, (int, float)) or (
-                isinstance(v, E.Expr) and self.owned.get(name) is not v
+                isinstance(v, (E.Expr, RegisterTensor)) and self.owned.get(name) is not v
             ):
-                binding.value = self.declare(name, v)
+                binding.value = self.copy(name, v)
+            elif isinstance(v, (E.Var, RegisterTensor)):
+                self.unalias(name, v)
+
+    def copy(self, name: str, value: Any) -> E.Var | RegisterTensor:
+        """New storage named ``name`` holding ``value`` now, owned by ``name``."""
+        storage = self.snapshot(name, value)
+        self.owned[name] = storage
+        return storage
+
+    def snapshot(self, hint: str, value: Any) -> E.Var | RegisterTensor:
+        if isinstance(value, RegisterTensor):
+            # A cast to its own type is an exact copy and keeps the layout.
+            return self.b.cast(value, value.dtype, name=hint)
+        return self.b.declare(hint, value)
+
+    def aliases(self, name: str, value: Any) -> list[str]:
+        """The other names bound to the same scalar variable or tile as ``name``."""
+        return [n for n, b in self.scope.items() if n != name and b.value is value]
+
+    def unalias(self, name: str, value: E.Var | RegisterTensor) -> None:
+        """Before ``name``'s storage is written in place: its aliases keep the current value."""
+        for other in self.aliases(name, value):
+            self.scope[other].value = self.copy(other, value)
 
     def enter_region(self) -> None:
         self.depth += 1
@@ -279,6 +323,34 @@ class Transpiler:
         for target in node.targets:
             self.assign_target(target, value)
 
+    def unpack(self, target: ast.expr, value: Any) -> list[tuple[ast.Name, Any]]:
+        """The (name, value) pairs of an assignment to ``target``, left to right."""
+        if isinstance(target, ast.Name):
+            return [(target, value)]
+        if isinstance(target, (ast.Tuple, ast.List)):
+            if not isinstance(value, (tuple, list)) or len(value) != len(target.elts):
+                raise self.fail(target, f"cannot unpack {value!r} into {len(target.elts)} names")
+            return [pair for t, v in zip(target.elts, value) for pair in self.unpack(t, v)]
+        raise self.fail(target, "assign to plain names only (tiles are written with store)")
+
+    def snapshot_in_place(self, pairs: list[tuple[ast.Name, Any]]) -> None:
+        """``a, b = b, a`` in a loop: copy values that an earlier name's in-place write changes.
+
+        Names bound outside the current runtime region are written in place, one after
+        another; Python evaluates the whole right-hand side first.
+        """
+        written: list[Any] = []
+        for i, (name_node, v) in enumerate(pairs):
+            if any(_reads(v, w) for w in written):
+                pairs[i] = (name_node, self.snapshot(name_node.id, v))
+            old = self.scope.get(name_node.id)
+            if (
+                old is not None
+                and old.depth < self.depth
+                and isinstance(old.value, (E.Var, RegisterTensor))
+            ):
+                written.append(old.value)
+
     def stmt_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is None:
             raise self.fail(node, "a declaration without a value is not supported")
@@ -292,15 +364,11 @@ class Transpiler:
         self.assign_target(node.target, value)
 
     def assign_target(self, target: ast.expr, value: Any) -> None:
-        if isinstance(target, ast.Name):
-            self.bind(target.id, value, target)
-        elif isinstance(target, (ast.Tuple, ast.List)):
-            if not isinstance(value, (tuple, list)) or len(value) != len(target.elts):
-                raise self.fail(target, f"cannot unpack {value!r} into {len(target.elts)} names")
-            for t, v in zip(target.elts, value):
-                self.assign_target(t, v)
-        else:
-            raise self.fail(target, "assign to plain names only (tiles are written with store)")
+        pairs = self.unpack(target, value)
+        if len(pairs) > 1:
+            self.snapshot_in_place(pairs)
+        for name_node, v in pairs:
+            self.bind(name_node.id, v, name_node)
 
     def stmt_If(self, node: ast.If) -> None:
         cond = self.expr(node.test)
@@ -333,12 +401,14 @@ class Transpiler:
             ) as var:
                 self.enter_region()
                 self.scope[node.target.id] = Binding(var, self.depth)
+                self.loops.append((False, self.depth))
                 self.run_body(node.body)
+                self.loops.pop()
                 self.leave_region(node)
             return
         if isinstance(iterable, RUNTIME):
             raise self.fail(node.iter, "loop over range(...) or a compile-time sequence")
-        self.static_loops += 1
+        self.loops.append((True, self.depth))
         try:
             for item in iterable:
                 self.assign_target(node.target, item)
@@ -347,7 +417,7 @@ class Transpiler:
                 except _StaticBreak:
                     break
         finally:
-            self.static_loops -= 1
+            self.loops.pop()
 
     def stmt_While(self, node: ast.While) -> None:
         if node.orelse:
@@ -358,16 +428,25 @@ class Transpiler:
             raise self.fail(node.test, "a while needs a scalar condition; got a tile")
         with self.b.while_(E.as_expr(cond)):
             self.enter_region()
+            self.loops.append((False, self.depth))
             self.run_body(node.body)
+            self.loops.pop()
             self.leave_region(node)
 
     def stmt_Break(self, node: ast.Break) -> None:
-        if self.b._loops:
-            self.b.break_()
-        elif self.static_loops:
-            raise _StaticBreak
-        else:
+        if not self.loops:
             raise self.fail(node, "break outside a loop")
+        unrolled, depth = self.loops[-1]
+        if not unrolled:
+            self.b.break_()
+            return
+        if self.depth > depth:
+            raise self.fail(
+                node,
+                "break out of a loop unrolled while compiling (static_range or a compile-time "
+                "sequence) cannot depend on a runtime condition",
+            )
+        raise _StaticBreak
 
     def stmt_Continue(self, node: ast.Continue) -> None:
         raise self.fail(node, "continue is not supported in kernels; use if")
@@ -375,7 +454,7 @@ class Transpiler:
     def stmt_Return(self, node: ast.Return) -> None:
         if self.depth > self.base_depth:
             raise self.fail(node, "return inside a loop or branch that runs on the GPU")
-        raise _Return(None if node.value is None else self.expr(node.value))
+        raise _Return(None if node.value is None else self.expr(node.value), node)
 
     def stmt_Assert(self, node: ast.Assert) -> None:
         cond = self.expr(node.test)
@@ -493,11 +572,18 @@ class Transpiler:
     def expr_Compare(self, node: ast.Compare) -> Any:
         values, left = [], self.expr(node.left)
         for op_node, right_node in zip(node.ops, node.comparators):
-            op = CMP_OPS.get(type(op_node))
-            if op is None:
-                raise self.fail(node, f"unsupported comparison {type(op_node).__name__}")
             right = self.expr(right_node)
-            values.append(self.apply(node, op, left, right))
+            if type(op_node) in PY_CMP:
+                if isinstance(op_node, (ast.In, ast.NotIn)) and (
+                    isinstance(left, RUNTIME) or isinstance(right, RUNTIME)
+                ):
+                    raise self.fail(node, "'in' tests compile-time values; compare with ==")
+                try:
+                    values.append(PY_CMP[type(op_node)](left, right))
+                except Exception as err:
+                    raise self.fail(node, f"{type(err).__name__}: {err}") from None
+            else:
+                values.append(self.apply(node, CMP_OPS[type(op_node)], left, right))
             left = right
         result = values[0]
         for value in values[1:]:  # a < b < c means a < b and b < c
@@ -557,18 +643,23 @@ class Transpiler:
         if fn is py.print:
             return L.print.invoke(self.ctx, *args)
         if fn in (py.min, py.max, py.abs) and runtime:
-            name = {py.min: "minimum", py.max: "maximum", py.abs: "abs"}[fn]
             if fn is py.abs:
-                return L.abs.invoke(self.ctx, *args)
+                return L.abs.invoke(self.ctx, *args, **kwargs)
+            if len(args) < 2 or kwargs:
+                raise self.fail(
+                    node,
+                    f"{fn.__name__}() takes two or more values in a kernel; reduce a tile with "
+                    f"tilevm.lang.{fn.__name__}",
+                )
+            pick = L.minimum if fn is py.min else L.maximum
             result = args[0]
             for other in args[1:]:
-                result = L.LANGUAGE[name].invoke(self.ctx, result, other)
+                result = pick.invoke(self.ctx, result, other)
             return result
         if fn in (py.int, py.float, py.bool) and runtime:
-            from ..dtypes import float32, int32, uint1
-
-            target = {py.int: int32, py.float: float32, py.bool: uint1}[fn]
-            return L.cast.invoke(self.ctx, args[0], target)
+            if len(args) != 1 or kwargs:
+                raise self.fail(node, f"{fn.__name__}() of a runtime value takes one argument")
+            return self.convert(node, fn, args[0])
         if runtime:
             name = getattr(fn, "__name__", repr(fn))
             raise self.fail(node, f"{name}() runs while compiling and cannot take runtime values")
@@ -578,6 +669,20 @@ class Transpiler:
             raise
         except Exception as err:
             raise self.fail(node, f"{type(err).__name__}: {err}") from None
+
+    def convert(self, node: ast.AST, fn: type, x: Any) -> Any:
+        """``int(x)``, ``float(x)``, ``bool(x)`` of a runtime scalar or tile, as in Python."""
+        if isinstance(x, (SharedTensor, GlobalTensor)):
+            raise self.fail(node, f"{_kind(x)} cannot be converted; load it first")
+        if fn is py.bool:  # non-zero, not a saturating cast (bool(-1) and bool(0.5) are True)
+            return self.apply(node, "ne", x, 0)
+        if fn is py.float:
+            return L.cast.invoke(self.ctx, x, dtypes.float32)
+        if x.dtype.is_float:  # int() truncates toward zero; a cast would round to nearest
+            floor = self.apply(node, "floordiv", x, 1.0)
+            ceil = _negate(self.b, self.apply(node, "floordiv", _negate(self.b, x), 1.0))
+            x = L.where.invoke(self.ctx, self.apply(node, "lt", x, 0), ceil, floor)
+        return L.cast.invoke(self.ctx, x, dtypes.int32)
 
     def inline(self, node: ast.AST, fn: KernelFunction, args: list, kwargs: dict) -> Any:
         try:
@@ -589,23 +694,42 @@ class Transpiler:
         inner.depth = inner.base_depth = self.depth
         for binding in inner.scope.values():
             binding.depth = self.depth
-        inner.static_loops = self.static_loops
         try:
             inner.run_body(fn.source.tree.body)
         except _Return as ret:
             return ret.value
+        except KernelCompileError as err:
+            raise err.called_from(self.source.loc(node)) from None
         finally:
             self.b.loc = self.source.loc(node)
         return None
 
 
-def assigned_names(body: list[ast.stmt]) -> set[str]:
-    names: set[str] = set()
+def assigned_names(body: list[ast.stmt]) -> list[str]:
+    """Names ``body`` assigns, in a fixed order so that the printed IR is the same every run."""
+    names: dict[str, None] = {}
     for stmt in body:
         for node in ast.walk(stmt):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                names.add(node.id)
-    return names
+                names[node.id] = None
+    return list(names)
+
+
+def _reads(value: Any, storage: Any) -> bool:
+    """Whether ``value`` is ``storage`` or a scalar expression that reads it."""
+    if value is storage:
+        return True
+    if isinstance(value, E.Unary):
+        return _reads(value.x, storage)
+    if isinstance(value, E.Binary):
+        return _reads(value.lhs, storage) or _reads(value.rhs, storage)
+    if isinstance(value, E.Select):
+        return any(_reads(v, storage) for v in (value.cond, value.a, value.b))
+    return False
+
+
+def _negate(b: Builder, x: Any) -> Any:
+    return b.unary("neg", x) if isinstance(x, RegisterTensor) else -x
 
 
 def _kind(value: Any) -> str:
