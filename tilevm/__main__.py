@@ -258,6 +258,66 @@ def cmd_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- cache ---------------------------------------------------------------------------------------
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.1f} MiB"
+
+
+def _age(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{int(seconds // length)} {unit}"
+    return f"{max(0, int(seconds))} s"
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    import time
+
+    from .runtime.cache import default_cache
+
+    cache = default_cache()
+    if args.action == "clear":
+        count, removed = cache.clear()
+        noun = "entry" if count == 1 else "entries"
+        print(f"removed {count} {noun} ({_size(removed)}) from {cache.root}")
+        return 0
+    entries = cache.entries()
+    if not entries:
+        print(f"no entries in {cache.root}")
+        return 0
+    now = time.time()
+    rows = []
+    for e in entries:
+        m = e.module
+        if m is None:
+            age = _age(now - e.modified)
+            rows.append([e.key[:12], "(corrupt, rebuilt on next use)", "-", "-", "-", "-", age])
+            continue
+        # The named kernel's numbers; a module whose kernel ptxas named otherwise shows its first.
+        k = m.kernel or (m.report.entries[0] if m.report.entries else None)
+        registers = "-" if k is None or k.registers is None else str(k.registers)
+        spills = "-" if k is None else f"{k.spill_store_bytes}/{k.spill_load_bytes} B"
+        rows.append(
+            [
+                e.key[:12],
+                m.name,
+                m.target.arch,
+                _size(e.size_bytes),
+                registers,
+                spills,
+                _age(now - e.modified),
+            ]
+        )
+    headers = ["key", "kernel", "target", "size", "registers", "spills st/ld", "age"]
+    print(_table(headers, rows))
+    total = sum(e.size_bytes for e in entries)
+    noun = "entry" if len(entries) == 1 else "entries"
+    print(f"\n{len(entries)} {noun}, {_size(total)} in {cache.root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tilevm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -293,10 +353,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="draw the tile to FILE (.svg or .png, needs matplotlib) instead of printing it",
     )
+    cache = sub.add_parser(
+        "cache",
+        help="list or clear compiled kernels cached on disk",
+        description="The compile cache lives in $TILEVM_CACHE_DIR/modules "
+        "(default ~/.cache/tilevm/modules). 'list' shows one line per cached kernel; "
+        "'clear' removes them all.",
+    )
+    cache.add_argument("action", choices=["list", "clear"])
     return parser
 
 
-COMMANDS = {"info": cmd_info, "demo": cmd_demo, "layout": cmd_layout, "compile": cmd_compile}
+COMMANDS = {
+    "info": cmd_info,
+    "demo": cmd_demo,
+    "layout": cmd_layout,
+    "compile": cmd_compile,
+    "cache": cmd_cache,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
