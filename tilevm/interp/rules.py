@@ -86,6 +86,12 @@ def _reshape(m: Machine, inst: I.Reshape) -> None:
     m.set_tile(inst.out, m.tile(inst.x).reshape(inst.out.shape))
 
 
+@RULES.rule(I.ConvertLayout)
+def _convert_layout(m: Machine, inst: I.ConvertLayout) -> None:
+    """Layouts place values on threads; the logical tile is unchanged."""
+    m.set_tile(inst.out, m.tile(inst.x))
+
+
 @RULES.rule(I.Assign)
 def _assign(m: Machine, inst: I.Assign) -> None:
     m.set_tile(inst.out, m.tile(inst.x))

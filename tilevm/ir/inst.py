@@ -344,6 +344,26 @@ class Reshape(Instruction):
 
 
 @_inst
+class ConvertLayout(Instruction):
+    """``out`` = ``x`` moved to ``out.layout`` (through shared memory on a GPU).
+
+    Layout inference inserts it where two instructions demand different layouts
+    of the same tile.
+    """
+
+    out: RegisterTensor
+    x: RegisterTensor
+    loc: SourceLoc | None = None
+
+    def inputs(self):
+        return (self.x,)
+
+    @property
+    def output(self):
+        return self.out
+
+
+@_inst
 class Assign(Instruction):
     """Copy ``x`` into the existing tensor ``out`` (a variable assigned again, e.g. in a loop)."""
 

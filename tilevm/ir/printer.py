@@ -351,6 +351,11 @@ def _reshape(inst: I.Reshape, p: Printer) -> str:
     return p.define(inst.out, f"reshape {p.name(inst.x)}")
 
 
+@PRINT_RULES.rule(I.ConvertLayout)
+def _convert_layout(inst: I.ConvertLayout, p: Printer) -> str:
+    return p.define(inst.out, f"convert_layout {p.name(inst.x)}")
+
+
 @PRINT_RULES.rule(I.Assign)
 def _assign(inst: I.Assign, p: Printer) -> str:
     return f"assign {p.name(inst.out)} <- {p.name(inst.x)}"

@@ -550,6 +550,15 @@ def _cast(inst: I.Cast, c: Checker) -> None:
     c.result(inst.out, inst.out.dtype, inst.x.shape, "cast")
 
 
+@VERIFY_RULES.rule(I.ConvertLayout)
+def _convert_layout(inst: I.ConvertLayout, c: Checker) -> None:
+    c.expect(inst.x, RegisterTensor, "convert_layout")
+    c.expect(inst.out, RegisterTensor, "convert_layout: the result")
+    if inst.out.layout is None:
+        c.fail("convert_layout needs the layout it converts to")
+    c.result(inst.out, inst.x.dtype, inst.x.shape, "convert_layout")
+
+
 @VERIFY_RULES.rule(I.View)
 def _view(inst: I.View, c: Checker) -> None:
     x, out = inst.x, inst.out
