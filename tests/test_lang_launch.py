@@ -182,30 +182,35 @@ def test_a_grid_may_be_a_list_numpy_ints_or_a_callable_of_the_arguments_by_name(
     assert seen == [["n", "out", "x"]]
 
 
-def test_the_backend_is_cpu_or_cuda_and_cuda_is_not_available_yet():
+def test_the_backend_is_cpu_or_cuda_and_cuda_needs_gpu_tensors():
     x = np.zeros(4, np.float32)
     k = twice_kernel("float32")
     with pytest.raises(LaunchError, match=r"^twice: backend must be one of \('cpu', 'cuda'\); got"):
         k[1](x, x, 4, backend="tpu")
-    message = (
-        r"^twice: the CUDA backend is not available yet \(arguments on the GPU: none\); pass "
-        r"backend='cpu' to run on the interpreter, which copies GPU tensors to the host and back$"
-    )
+    message = r"^twice: backend='cuda' needs the tensor arguments on a CUDA device; none is"
     with pytest.raises(LaunchError, match=message):
         k[1](x, x, 4, backend="cuda")
     k[1](x, x, 4, backend="cpu")
 
 
 @pytest.mark.gpu
-def test_cuda_tensors_need_backend_cpu_and_then_come_back_updated():
+def test_cuda_tensors_run_on_the_gpu_or_on_the_interpreter_with_backend_cpu():
     x = torch.arange(16, dtype=torch.float32, device="cuda")
-    out = torch.zeros(16, device="cuda")
     k = twice_kernel("float32")
-    with pytest.raises(LaunchError, match=r"arguments on the GPU: x, out\)"):
-        k[1](x, out, 16)
-    k[1](x, out, 16, backend="cpu")
-    assert out.device.type == "cuda"
-    assert torch.equal(out.cpu(), torch.arange(16, dtype=torch.float32) * 2)
+    for backend in (None, "cpu"):
+        out = torch.zeros(16, device="cuda")
+        k[1](x, out, 16, backend=backend)
+        assert out.device.type == "cuda"
+        assert torch.equal(out.cpu(), torch.arange(16, dtype=torch.float32) * 2)
+
+
+@pytest.mark.gpu
+def test_tensors_on_different_devices_are_refused():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    k = twice_kernel("float32")
+    with pytest.raises(LaunchError, match="must be on one CUDA device"):
+        k[1](torch.zeros(4, device="cuda:0"), torch.zeros(4, device="cuda:1"), 4)
 
 
 def test_a_kernel_is_launched_with_a_grid_not_called():

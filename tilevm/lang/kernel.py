@@ -199,10 +199,12 @@ class Kernel:
         grid = _grid(grid, self.__name__)
         constants = {p.name: values[p.name] for p in self.params if p.kind == "constexpr"}
         program = self.program(**constants)
-        from .launch import run_on_cpu, select_backend
+        from .launch import run_on_cpu, run_on_gpu, select_backend
 
         if select_backend(self, values, backend) == "cpu":
             run_on_cpu(self, program, grid, values)
+        else:
+            run_on_gpu(self, program, grid, values)
 
 
 def _grid(grid: Any, name: str) -> tuple[int, ...]:

@@ -31,13 +31,25 @@ def select_backend(kernel: Kernel, values: dict[str, Any], backend: str | None) 
         raise LaunchError(f"{kernel.__name__}: backend must be one of {BACKENDS}; got {backend!r}")
     on_gpu = [name for name, v in values.items() if _is_torch(v) and v.device.type == "cuda"]
     chosen = backend or ("cuda" if on_gpu else "cpu")
-    if chosen == "cuda":
+    if chosen == "cuda" and not on_gpu:
         raise LaunchError(
-            f"{kernel.__name__}: the CUDA backend is not available yet (arguments on the GPU: "
-            f"{', '.join(on_gpu) or 'none'}); pass backend='cpu' to run on the interpreter, "
-            "which copies GPU tensors to the host and back"
+            f"{kernel.__name__}: backend='cuda' needs the tensor arguments on a CUDA device; "
+            "none is (use backend='cpu' for the interpreter)"
         )
     return chosen
+
+
+def run_on_gpu(kernel: Kernel, program: Program, grid: tuple[int, ...], values: dict[str, Any]):
+    """Compile (cached) for the tensors' device and launch on torch's current stream."""
+    from ..runtime.build import build, launch
+
+    devices = {v.device.index for v in values.values() if _is_torch(v) and v.device.type == "cuda"}
+    if len(devices) != 1:
+        raise LaunchError(
+            f"{kernel.__name__}: all tensor arguments must be on one CUDA device; got "
+            f"{sorted(f'cuda:{d}' for d in devices)}"
+        )
+    launch(build(program, devices.pop()), grid, values)
 
 
 def run_on_cpu(kernel: Kernel, program: Program, grid: tuple[int, ...], values: dict[str, Any]):

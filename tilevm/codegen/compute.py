@@ -1,0 +1,477 @@
+"""Register instructions as per-thread C: creation, conversions, views, elementwise ops, moves.
+
+Everything here works register by register: a thread computes its own
+elements, so ``out[l] = f(a[la], b[lb])`` where ``la`` is the register of ``a``
+holding the element that register ``l`` of ``out`` needs (the same element,
+or its broadcast source). Layout inference gives operands layouts where those
+registers are in the same thread; when one is not, the program was not run
+through the pass pipeline and the emitter says so.
+
+Values follow :mod:`.values`: float16, bfloat16 and small floats compute in
+float32 and round back (to nearest even, arithmetic overflowing to inf,
+casts saturating); integers compute in ``long long`` and wrap to their width.
+
+Moving elements between threads (``convert_layout``, a ``reshape`` whose
+layouts do not line up, ``print`` of a tile) goes through shared memory: the
+owner of each element stores it row-major, a barrier, every thread loads what
+its layout wants, a barrier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import DataType, float32, int32, int64
+from ..errors import LayoutError
+from ..interp.values import round_arith
+from ..ir import inst as I
+from ..ir.expr import BOOL, COMPARISONS, Expr
+from ..ir.tensor import RegisterTensor
+from ..layouts.register import RegisterLayout
+from ..layouts.view import check_view_legal, view_moves
+from .emitter import EMIT, Emitter, SharedVar
+from .indexing import broadcast_transform, local_map, local_parts, reshape_transform
+from .memory import shared_access
+from .scalars import paren
+from .text import add
+from .values import (
+    CodegenError,
+    convert,
+    elem_bytes,
+    elem_ctype,
+    elem_literal,
+    from_code,
+    load,
+    store,
+    to_code,
+    value_ctype,
+    value_literal,
+)
+
+
+# -- operands --------------------------------------------------------------------------------------
+class Operand:
+    """A tile or scalar operand of an elementwise instruction, as seen from ``out``'s registers."""
+
+    def __init__(self, em: Emitter, value: Any, like: DataType, out: RegisterTensor):
+        self.em = em
+        self.tile: str | None = None
+        self.map: list[int] = []
+        if isinstance(value, RegisterTensor):
+            self.tile, self.dtype = em.tile(value), value.dtype
+            self.map = registers_for(em, out, value, broadcast_transform(out.shape, value.shape))
+            self.text = ""
+        elif isinstance(value, Expr):
+            text = em.expr(value)
+            simple = text.isidentifier() or text.replace(".", "").rstrip("f").isdigit()
+            self.dtype, self.text = value.dtype, text if simple else f"({text})"
+        elif (
+            isinstance(value, (int, np.integer))
+            and not isinstance(value, bool)
+            and not like.is_float
+        ):
+            # Exact either way; a literal that fits 32 bits keeps int32 arithmetic in C.
+            t = int32 if -(2**31) <= int(value) < 2**31 else int64
+            self.dtype, self.text = t, value_literal(int(value), t)
+        else:
+            target = like if like.is_float else float32
+            v = float(round_arith(np.asarray(float(value), dtype=np.float32), target))
+            self.dtype, self.text = target, value_literal(v, target)
+
+    def value(self, idx: str) -> str:
+        """The operand's value (a C value of its type) for the out register ``idx``."""
+        if self.tile is not None:
+            return load(f"{self.tile}[{idx}]", self.dtype, self.em.prelude)
+        return self.text
+
+
+def registers_for(em: Emitter, out: RegisterTensor, x: RegisterTensor, transform=None) -> list[int]:
+    """Per register of ``out``, the register of ``x`` in the same thread holding what it needs."""
+    found = local_map(em.layout(out), em.layout(x), em.block_threads, transform)
+    if found is None:
+        raise CodegenError(
+            f"{em.names[x]} ({x.layout}) is not in the threads {em.names[out]} ({out.layout}) "
+            "needs it in; layout inference inserts a convert_layout there"
+        )
+    return found
+
+
+def _dtype_of(value: Any) -> DataType | None:
+    """A tile's or scalar expression's type; ``None`` for a Python number (it takes the other's)."""
+    return value.dtype if isinstance(value, (RegisterTensor, Expr)) else None
+
+
+# -- creation --------------------------------------------------------------------------------------
+@EMIT.rule(I.Full)
+def _full(em: Emitter, inst: I.Full) -> None:
+    out = inst.out
+    name = em.declare(out)
+    if isinstance(inst.value, Expr):
+        src = inst.value.dtype
+        element = store(em.expr(inst.value), src, out.dtype, "cast", em.prelude)
+    else:
+        value = out.dtype.decode(out.dtype.encode(np.asarray(inst.value))).item()
+        element = elem_literal(value, out.dtype)
+    em.local_loop(out, [], lambda idx: [f"{name}[{idx(0)}] = {element};"])
+
+
+@EMIT.rule(I.Arange)
+def _arange(em: Emitter, inst: I.Arange) -> None:
+    out = inst.out
+    name = em.declare(out)
+    layout = em.layout(out)
+    thread = em.coords(layout).dims[inst.dim]
+    part = local_parts(layout)[inst.dim]
+    values = [int(part(reg)) for reg in range(layout.local_size)]
+
+    def body(idx: Callable[[int], str]) -> list[str]:
+        # An index is below 2^31, so it converts as an int32 would.
+        element = store(add(thread, idx(1)), DataType("int", 32), out.dtype, "cast", em.prelude)
+        return [f"{name}[{idx(0)}] = {element};"]
+
+    em.local_loop(out, [values], body)
+
+
+# -- conversions -----------------------------------------------------------------------------------
+@EMIT.rule(I.Cast)
+def _cast(em: Emitter, inst: I.Cast) -> None:
+    out, x = inst.out, inst.x
+    name = em.declare(out)
+    src = em.tile(x)
+    regs = registers_for(em, out, x)
+
+    def body(idx: Callable[[int], str]) -> list[str]:
+        element = f"{src}[{idx(1)}]"
+        if x.dtype != out.dtype:
+            element = store(
+                load(element, x.dtype, em.prelude), x.dtype, out.dtype, "cast", em.prelude
+            )
+        return [f"{name}[{idx(0)}] = {element};"]
+
+    em.local_loop(out, [regs], body)
+
+
+def view_plan(
+    src_locals: int, src_bits: int, dst_locals: int, dst_bits: int
+) -> list[list[tuple[int, int, int, int]]]:
+    """Per destination register, its pieces ``(src register, src bit, dst bit, nbits)``.
+
+    A thread's registers are one bit string, register 0 in the lowest bits; the
+    destination re-slices it (the same in every thread, hence static).
+    """
+    assert src_locals * src_bits == dst_locals * dst_bits
+    plan = []
+    for v in range(dst_locals):
+        pieces, lo, hi = [], v * dst_bits, (v + 1) * dst_bits
+        while lo < hi:
+            s, offset = divmod(lo, src_bits)
+            n = min(hi - lo, src_bits - offset)
+            pieces.append((s, offset, lo - v * dst_bits, n))
+            lo += n
+        plan.append(pieces)
+    return plan
+
+
+@EMIT.rule(I.View)
+def _view(em: Emitter, inst: I.View) -> None:
+    x, out = inst.x, inst.out
+    xl, ol = em.layout(x), em.layout(out)
+    try:
+        check_view_legal(xl, x.dtype.nbits, ol, out.dtype.nbits)
+        view_moves(xl, x.dtype.nbits, ol, out.dtype.nbits)  # replicas must agree
+    except LayoutError as err:
+        raise CodegenError(f"view of {em.names[x]} as {em.names[out]}: {err}") from None
+    name, src = em.declare(out), em.tile(x)
+    wide = out.dtype.nbits > 32 or x.dtype.nbits > 32
+    for v, pieces in enumerate(
+        view_plan(xl.local_size, x.dtype.nbits, ol.local_size, out.dtype.nbits)
+    ):
+        parts = []
+        for s, src_bit, dst_bit, n in pieces:
+            code = _code(f"{src}[{s}]", x.dtype, wide)
+            text = f"({code} >> {src_bit})" if src_bit else code
+            if src_bit + n < x.dtype.nbits:
+                text = f"({text} & 0x{(1 << n) - 1:X})"
+            if dst_bit:
+                text = f"({text} << {dst_bit})"
+            parts.append(text)
+        em.line(f"{name}[{v}] = {from_code(' | '.join(parts), out.dtype)};")
+
+
+def _code(elem: str, t: DataType, wide: bool) -> str:
+    """An element's bits as an unsigned integer (plain when the element type is unsigned)."""
+    if elem_ctype(t) in ("tv_u8", "tv_u16", "tv_f16", "tv_bf16") and not wide:
+        return elem
+    code = to_code(elem, t)
+    return f"(tv_u64){code}" if wide and t.nbits <= 32 else code
+
+
+# -- elementwise -----------------------------------------------------------------------------------
+_FLOAT_FN = {
+    "floordiv": ("tv_ffloordiv", "float_division"),
+    "mod": ("tv_fmod_py", "float_division"),
+    "min": ("tv_fmin", "float_minmax"),
+    "max": ("tv_fmax", "float_minmax"),
+}
+_C_OP = {
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "truediv": "/",
+    "and": "&",
+    "or": "|",
+    "xor": "^",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "eq": "==",
+    "ne": "!=",
+}
+
+
+def _store_bool(cond: str, out: DataType, em: Emitter) -> str:
+    """A 0/1 result (a C condition) as an element of ``out``."""
+    if out == BOOL:
+        return f"(tv_u8)({cond})"
+    return store(f"(int)({cond})", DataType("int", 32), out, "arith", em.prelude)
+
+
+def binary_value(op: str, a: str, ta: DataType, b: str, tb: DataType, out: DataType, em) -> str:
+    """The element of ``out`` for ``a op b`` (values of types ``ta``, ``tb``)."""
+    pre = em.prelude
+    if op in ("land", "lor"):
+        sym = "&&" if op == "land" else "||"
+        return _store_bool(f"({a} != 0) {sym} ({b} != 0)", out, em)
+    if op in COMPARISONS:
+        if ta.is_float or tb.is_float:
+            a = a if ta.is_float else f"(float)({a})"
+            b = b if tb.is_float else f"(float)({b})"
+        else:
+            a, b = _as_int_type(a, ta, _int_ctype(ta, tb)), _as_int_type(b, tb, _int_ctype(ta, tb))
+        return _store_bool(f"{a} {_C_OP[op]} {b}", out, em)
+    if out.is_float:
+        a, b = convert(a, ta, out, "convert", pre), convert(b, tb, out, "convert", pre)
+        if op in _FLOAT_FN:
+            fn, snippet = _FLOAT_FN[op]
+            pre.use(snippet)
+            result = f"{fn}({a}, {b})"
+        else:
+            result = f"{paren(a, 15, 13)} {_C_OP[op]} {paren(b, 15, 14)}"
+        return store(result, float32, out, "arith", pre)
+    # The clamping shift helpers work on 64 bits.
+    ctype = "long long" if op in ("shl", "shr") else _int_ctype(ta, tb, out)
+    a, b = _as_int_type(a, ta, ctype), _as_int_type(b, tb, ctype)
+    if op in ("floordiv", "mod"):
+        pre.use("int_division")
+        result = f"tv_{'floordiv' if op == 'floordiv' else 'mod'}({a}, {b})"
+    elif op in ("shl", "shr"):
+        pre.use("int_shift")
+        result = f"tv_{op}({a}, {b})"
+    elif op in ("min", "max"):
+        pre.use("int_minmax")
+        result = f"tv_{op}({a}, {b})"
+    else:
+        result = f"{paren(a, 15, 12)} {_C_OP[op]} {paren(b, 15, 13)}"
+    return store(result, int64 if ctype == "long long" else int32, out, "arith", pre)
+
+
+def _int_ctype(*types: DataType) -> str:
+    """``int`` when every type's values and wrapped results fit C int arithmetic, else 64 bits.
+
+    Adding, subtracting or multiplying in ``int`` keeps the low 32 bits exact, and
+    a result of at most 32 bits is wrapped from those anyway.
+    """
+    return "int" if all(value_ctype(t) == "int" for t in types) else "long long"
+
+
+def _as_int_type(text: str, t: DataType, ctype: str) -> str:
+    return text if value_ctype(t) == ctype else f"({ctype})({text})"
+
+
+@EMIT.rule(I.ElementwiseBinary)
+def _binary(em: Emitter, inst: I.ElementwiseBinary) -> None:
+    out = inst.out
+    da, db = _dtype_of(inst.a), _dtype_of(inst.b)
+    a = Operand(em, inst.a, da or db, out)
+    b = Operand(em, inst.b, db or da, out)
+    name = em.declare(out)
+
+    def body(idx: Callable[[int], str]) -> list[str]:
+        va = a.value(idx(1)) if a.tile else a.text
+        vb = b.value(idx(2) if a.tile else idx(1)) if b.tile else b.text
+        value = binary_value(inst.op, va, a.dtype, vb, b.dtype, out.dtype, em)
+        return [f"{name}[{idx(0)}] = {value};"]
+
+    em.local_loop(out, [o.map for o in (a, b) if o.tile], body)
+
+
+@EMIT.rule(I.ElementwiseUnary)
+def _unary(em: Emitter, inst: I.ElementwiseUnary) -> None:
+    out, x = inst.out, inst.x
+    name = em.declare(out)
+    src = em.tile(x)
+    regs = registers_for(em, out, x)
+    t = x.dtype
+
+    def body(idx: Callable[[int], str]) -> list[str]:
+        v = load(f"{src}[{idx(1)}]", t, em.prelude)
+        match inst.op:
+            case "lnot":
+                return [f"{name}[{idx(0)}] = {_store_bool(f'{v} == 0', out.dtype, em)};"]
+            case "exp" | "log" | "sqrt":
+                arg = v if t.is_float else f"(float)({v})"
+                result, rt = f"{inst.op}f({arg})", float32
+            case "neg":
+                result, rt = (
+                    (f"-{paren(v, 15, 15)}", t) if t.is_float else (f"-(long long)({v})", int64)
+                )
+            case "abs":
+                result, rt = (
+                    (f"fabsf({v})", t) if t.is_float else (f"tv_abs((long long)({v}))", int64)
+                )
+                if t.is_integer:
+                    em.prelude.use("int_minmax")
+            case "invert":
+                result, rt = f"~(long long)({v})", int64
+            case _:
+                raise AssertionError(f"unknown unary op {inst.op!r}")
+        rt = float32 if rt.is_float else rt
+        return [f"{name}[{idx(0)}] = {store(result, rt, out.dtype, 'arith', em.prelude)};"]
+
+    em.local_loop(out, [regs], body)
+
+
+@EMIT.rule(I.Where)
+def _where(em: Emitter, inst: I.Where) -> None:
+    out = inst.out
+    cond = Operand(em, inst.cond, int64, out)
+    a = Operand(em, inst.a, out.dtype, out)
+    b = Operand(em, inst.b, out.dtype, out)
+    name = em.declare(out)
+    tiles = [o for o in (cond, a, b) if o.tile]
+
+    def body(idx: Callable[[int], str]) -> list[str]:
+        k = {id(o): 1 + i for i, o in enumerate(tiles)}
+        values = [o.value(idx(k[id(o)])) if o.tile else o.text for o in (cond, a, b)]
+        va = convert(values[1], a.dtype, out.dtype, "convert", em.prelude)
+        vb = convert(values[2], b.dtype, out.dtype, "convert", em.prelude)
+        pick = f"({values[0]} != 0) ? {paren(va, 15, 4)} : {paren(vb, 15, 3)}"
+        return [f"{name}[{idx(0)}] = {store(pick, out.dtype, out.dtype, 'arith', em.prelude)};"]
+
+    em.local_loop(out, [o.map for o in tiles], body)
+
+
+# -- moves -----------------------------------------------------------------------------------------
+@EMIT.rule(I.Assign)
+def _assign(em: Emitter, inst: I.Assign) -> None:
+    out, x = inst.out, inst.x
+    name, src = em.tile(out), em.tile(x)
+    regs = registers_for(em, out, x)
+    em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {src}[{idx(1)}];"])
+
+
+@EMIT.rule(I.AnnotateLayout)
+def _annotate_layout(em: Emitter, inst: I.AnnotateLayout) -> None:
+    """Layout inference has used the annotation; nothing runs."""
+
+
+def _move(em: Emitter, out: RegisterTensor, x: RegisterTensor, transform) -> None:
+    """``out``'s registers from ``x``'s: in place when every thread holds what it needs."""
+    name = em.declare(out)
+    src = em.tile(x)
+    regs = local_map(em.layout(out), em.layout(x), em.block_threads, transform)
+    if regs is not None:
+        em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {src}[{idx(1)}];"])
+        return
+    with em.block():
+        sv = scratch_tile(em, x)
+        store_scratch(em, sv, x)
+        view = SharedVar(sv.name, sv.tensor, sv.offset, _row_major(out.shape), None)
+        shared_access(em, view, em.layout(out), [0] * out.rank, name, False, out.dtype)
+        em.line("__syncthreads();")
+
+
+@EMIT.rule(I.ConvertLayout)
+def _convert_layout(em: Emitter, inst: I.ConvertLayout) -> None:
+    _move(em, inst.out, inst.x, None)
+
+
+@EMIT.rule(I.Reshape)
+def _reshape(em: Emitter, inst: I.Reshape) -> None:
+    _move(em, inst.out, inst.x, reshape_transform(inst.out.shape, inst.x.shape))
+
+
+def _row_major(shape) -> tuple[int, ...]:
+    strides = [1] * len(shape)
+    for d in reversed(range(len(shape) - 1)):
+        strides[d] = strides[d + 1] * shape[d + 1]
+    return tuple(strides)
+
+
+def scratch_tile(em: Emitter, x: RegisterTensor) -> SharedVar:
+    """Row-major shared scratch for a tile (the pointer ``s`` declared in the current scope)."""
+    ctype = elem_ctype(x.dtype)
+    offset, busy = em.scratch(x.size * elem_bytes(x.dtype))
+    if busy:
+        em.line("__syncthreads();  // the scratch space may still be read")
+    em.line(f"{ctype}* scratch = reinterpret_cast<{ctype}*>(smem + {offset});")
+    from ..ir.tensor import SharedTensor
+
+    return SharedVar("scratch", SharedTensor(x.dtype, x.shape), offset, _row_major(x.shape), None)
+
+
+def store_scratch(em: Emitter, sv: SharedVar, x: RegisterTensor) -> None:
+    """Each element of ``x`` stored once into the scratch, then a barrier."""
+    layout: RegisterLayout = em.layout(x)
+    owner = em.owner(layout)
+    with em.block(f"if ({owner})" if owner else ""):
+        shared_access(em, sv, layout, [0] * x.rank, em.tile(x), True, x.dtype)
+    em.line("__syncthreads();")
+
+
+# -- printing --------------------------------------------------------------------------------------
+_FORMATS = {"float": "%g", "int": "%d", "tv_u32": "%u", "long long": "%lld"}
+
+
+@EMIT.rule(I.Print)
+def _print(em: Emitter, inst: I.Print) -> None:
+    fmt = "block (%d, %d, %d): " + _c_string(inst.message)
+    args = ["(int)blockIdx.x", "(int)blockIdx.y", "(int)blockIdx.z"]
+    tiles = []
+    for arg in inst.args:
+        if isinstance(arg, RegisterTensor):
+            tiles.append(arg)
+            continue
+        if not isinstance(arg, Expr):
+            fmt += " " + _c_string(str(arg))
+            continue
+        ctype = value_ctype(arg.dtype)
+        fmt += " " + _FORMATS[ctype]
+        args.append(f"(double)({em.expr(arg)})" if ctype == "float" else em.expr(arg))
+    with em.block():
+        em.line(f'if (tid == 0) printf("{fmt}\\n", {", ".join(args)});')
+        for t in tiles:
+            with em.block():
+                sv = scratch_tile(em, t)
+                store_scratch(em, sv, t)
+                ctype = value_ctype(t.dtype)
+                value = load("scratch[elem]", t.dtype, em.prelude)
+                value = f"(double)({value})" if ctype == "float" else value
+                last = t.shape[-1]
+                loop = f"for (int elem = 0; elem < {t.size}; ++elem)"
+                with em.block("if (tid == 0)"), em.block(loop):
+                    sep = f'elem % {last} == {last - 1} ? "\\n" : " "'
+                    em.line(f'printf("{_FORMATS[ctype]}%s", {value}, {sep});')
+                em.line("__syncthreads();")
+
+
+def _c_string(text: str) -> str:
+    return json.dumps(text)[1:-1].replace("%", "%%")
+
+
+__all__ = ["Operand", "binary_value", "registers_for", "view_plan"]
