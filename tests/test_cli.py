@@ -121,3 +121,16 @@ def test_compile_reports_bad_targets(argv, message, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).parent.parent)
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def test_compile_emits_the_generated_cuda_and_its_ptx(capsys):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "matmul_fp16.py"
+    assert main(["compile", f"{example}::matmul", "--emit", "cuda"]) == 0
+    source = capsys.readouterr().out
+    assert "__global__" in source and "mma.sync.aligned.m16n8k16" in source
+    assert main(["compile", f"{example}::matmul", "--emit", "ptx", "--arch", "sm_80"]) == 0
+    captured = capsys.readouterr()
+    assert ".target sm_80" in captured.out and "cp.async.cg.shared.global" in captured.out
+    assert "0 spill bytes" in captured.err

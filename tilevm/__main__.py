@@ -238,7 +238,26 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if not eq:
             raise TileVMError(f"-D takes NAME=VALUE; got {item!r}")
         constants[key] = _constant(value)
-    print(format_program(kernel.program(**constants)), end="")
+    program = kernel.program(**constants)
+    if args.emit == "ir":
+        print(format_program(program), end="")
+        return 0
+    from .codegen import emit_cuda
+    from .passes.pipeline import run_pipeline
+
+    cuda = emit_cuda(run_pipeline(program))
+    if args.emit == "cuda":
+        print(cuda.source, end="")
+        return 0
+    from .runtime.cache import compile_cached
+
+    module = compile_cached(cuda.source, cuda.name, args.arch)
+    print(module.ptx, end="")
+    resources = module.kernel
+    print(
+        f"// {args.arch}: {resources.registers} registers, {module.report.spill_bytes} spill bytes",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -333,11 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     compile_ = sub.add_parser(
         "compile",
         help="compile a kernel and print its IR",
-        description="Compile FILE::KERNEL for the given compile-time constants and print the IR "
-        "(CUDA and PTX output arrive with the CUDA backend).",
+        description="Compile FILE::KERNEL for the given compile-time constants and print its IR, "
+        "the CUDA C++ generated from it, or the PTX.",
     )
     compile_.add_argument("target", metavar="FILE::KERNEL")
-    compile_.add_argument("--emit", choices=["ir"], default="ir", help="what to print")
+    compile_.add_argument(
+        "--emit",
+        choices=["ir", "cuda", "ptx"],
+        default="ir",
+        help="the IR, the generated CUDA C++, or the PTX NVRTC makes of it",
+    )
+    compile_.add_argument(
+        "--arch", default="sm_90a", help="target for --emit ptx (sm_80, sm_90a...)"
+    )
     compile_.add_argument(
         "-D",
         dest="define",
