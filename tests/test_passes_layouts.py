@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
@@ -166,6 +167,7 @@ def test_the_runner_dumps_the_program_after_every_pass_and_times_them(tmp_path, 
 
 def test_a_pass_that_breaks_the_program_is_caught_by_the_verifier_after_it():
     def breaks(program):
+        program = copy.deepcopy(program)  # passes never change their input
         program.body.body.append(program.body.body[0])  # define a tensor twice
         return program
 
