@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 
 import pytest
 from hypothesis import settings
+
+# Compiled kernels go to a fresh cache per test session, never the user's own cache.
+if "TILEVM_CACHE_DIR" not in os.environ:
+    os.environ["TILEVM_CACHE_DIR"] = tempfile.mkdtemp(prefix="tilevm-test-cache-")
 
 # CI runs draw the same examples every time, so a red run is reproducible; locally they vary.
 settings.register_profile("ci", derandomize=True, print_blob=True)
