@@ -16,7 +16,7 @@ are skipped (stores); with ``masked=False`` they are an error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..dtypes import DataType
 from ..layouts.register import RegisterLayout
@@ -40,15 +40,21 @@ class SourceLoc:
 
 @dataclass(eq=False)
 class Instruction:
-    """Base class; subclasses are plain dataclasses compared by identity."""
+    """Base class; subclasses are plain dataclasses compared by identity.
+
+    A subclass names the fields it reads in ``INPUTS``; the tensor it defines or
+    writes in place, if any, is its field ``out``.
+    """
+
+    INPUTS: ClassVar[tuple[str, ...]] = ()
 
     def inputs(self) -> tuple[Any, ...]:
         """Tensors (and scalar operands) this instruction reads."""
-        return ()
+        return tuple(getattr(self, name) for name in self.INPUTS)
 
     @property
     def output(self) -> Any:
-        return None
+        return getattr(self, "out", None)
 
 
 _inst = dataclass(eq=False)
@@ -61,10 +67,6 @@ class GlobalView(Instruction):
     out: GlobalTensor
     loc: SourceLoc | None = None
 
-    @property
-    def output(self):
-        return self.out
-
 
 @_inst
 class LoadGlobal(Instruction):
@@ -75,12 +77,7 @@ class LoadGlobal(Instruction):
     other: int | float = 0
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.src,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("src",)
 
 
 @_inst
@@ -91,8 +88,7 @@ class StoreGlobal(Instruction):
     masked: bool = True
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.dst, self.src)
+    INPUTS = ("dst", "src")
 
 
 @_inst
@@ -100,18 +96,13 @@ class AllocShared(Instruction):
     out: SharedTensor
     loc: SourceLoc | None = None
 
-    @property
-    def output(self):
-        return self.out
-
 
 @_inst
 class FreeShared(Instruction):
     tensor: SharedTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.tensor,)
+    INPUTS = ("tensor",)
 
 
 @_inst
@@ -123,12 +114,7 @@ class LoadShared(Instruction):
     offsets: tuple[Scalar, ...]
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.src,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("src",)
 
 
 @_inst
@@ -140,8 +126,7 @@ class StoreShared(Instruction):
     offsets: tuple[Scalar, ...]
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.dst, self.src)
+    INPUTS = ("dst", "src")
 
 
 @_inst
@@ -158,8 +143,7 @@ class CopyAsync(Instruction):
     masked: bool = True
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.dst, self.src)
+    INPUTS = ("dst", "src")
 
 
 @_inst
@@ -192,10 +176,6 @@ class Full(Instruction):
     value: Scalar
     loc: SourceLoc | None = None
 
-    @property
-    def output(self):
-        return self.out
-
 
 @_inst
 class Arange(Instruction):
@@ -204,10 +184,6 @@ class Arange(Instruction):
     out: RegisterTensor
     dim: int = 0
     loc: SourceLoc | None = None
-
-    @property
-    def output(self):
-        return self.out
 
 
 @_inst
@@ -218,12 +194,7 @@ class Cast(Instruction):
     x: RegisterTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("x",)
 
 
 @_inst
@@ -234,12 +205,7 @@ class View(Instruction):
     x: RegisterTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("x",)
 
 
 @_inst
@@ -249,12 +215,7 @@ class ElementwiseUnary(Instruction):
     x: RegisterTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("x",)
 
 
 @_inst
@@ -267,12 +228,7 @@ class ElementwiseBinary(Instruction):
     b: Operand
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.a, self.b)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("a", "b")
 
 
 @_inst
@@ -283,12 +239,7 @@ class Where(Instruction):
     b: Operand
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.cond, self.a, self.b)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("cond", "a", "b")
 
 
 @_inst
@@ -301,12 +252,7 @@ class Dot(Instruction):
     c: RegisterTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.a, self.b, self.c)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("a", "b", "c")
 
 
 @_inst
@@ -319,12 +265,7 @@ class Reduce(Instruction):
     dims: tuple[int, ...]
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("x",)
 
 
 @_inst
@@ -335,12 +276,7 @@ class Reshape(Instruction):
     x: RegisterTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("x",)
 
 
 @_inst
@@ -355,12 +291,7 @@ class ConvertLayout(Instruction):
     x: RegisterTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("x",)
 
 
 @_inst
@@ -371,12 +302,7 @@ class Assign(Instruction):
     x: RegisterTensor
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def output(self):
-        return self.out
+    INPUTS = ("x",)
 
 
 @_inst
@@ -387,8 +313,7 @@ class AnnotateLayout(Instruction):
     layout: RegisterLayout
     loc: SourceLoc | None = None
 
-    def inputs(self):
-        return (self.tensor,)
+    INPUTS = ("tensor",)
 
 
 @_inst
@@ -399,7 +324,7 @@ class Print(Instruction):
     args: tuple[Any, ...] = field(default=())
     loc: SourceLoc | None = None
 
-    def inputs(self):
+    def inputs(self) -> tuple[Any, ...]:
         return self.args
 
 
