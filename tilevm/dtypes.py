@@ -360,17 +360,22 @@ ALL_DTYPES: tuple[DataType, ...] = LOW_BIT_DTYPES + WIDE_DTYPES
 
 _BY_NAME: dict[str, DataType] = {t.name: t for t in ALL_DTYPES}
 _BY_NAME.update({t.short_name: t for t in ALL_DTYPES})
-# Names other libraries use for the same formats (numpy, torch, ml_dtypes).
-_BY_NAME.update(
-    {
-        "half": _BY_NAME["float16"],
-        "float": _BY_NAME["float32"],
-        "float8_e4m3fn": _BY_NAME["float8_e4m3"],
-        "float4_e2m1fn": _BY_NAME["float4_e2m1"],
-        "float6_e2m3fn": _BY_NAME["float6_e2m3"],
-        "float6_e3m2fn": _BY_NAME["float6_e3m2"],
-    }
-)
+# The names torch and ml_dtypes give the formats whose tilevm name differs ("fn": finite).
+LIBRARY_NAMES = {
+    "float8_e4m3": "float8_e4m3fn",
+    "float4_e2m1": "float4_e2m1fn",
+    "float6_e2m3": "float6_e2m3fn",
+    "float6_e3m2": "float6_e3m2fn",
+}
+_BY_NAME.update({"half": _BY_NAME["float16"], "float": _BY_NAME["float32"]})
+_BY_NAME.update({other: _BY_NAME[ours] for ours, other in LIBRARY_NAMES.items()})
+
+
+def library_name(t: DataType) -> str:
+    """The name of ``t`` in torch and ml_dtypes (``float8_e4m3`` is their ``float8_e4m3fn``)."""
+    return LIBRARY_NAMES.get(t.name, t.name)
+
+
 # The width-less form e{E}m{M} of every low-bit float.
 _BY_NAME.update({f"e{t.exponent_bits}m{t.mantissa_bits}": t for t in LOW_BIT_DTYPES if t.is_float})
 

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import DataType
+from ..dtypes import DataType, library_name
 from ..ir.program import Program
 from .kernel import Kernel, LaunchError
 
 BACKENDS = ("cpu", "cuda")
-TORCH_NAMES = {"float8_e4m3": "float8_e4m3fn"}
 
 
 def _is_torch(value: Any) -> bool:
@@ -77,7 +76,7 @@ def _as_array(kernel: Kernel, name: str, dtype: DataType, value: Any, storage: n
     if _is_torch(value):
         import torch
 
-        want = getattr(torch, TORCH_NAMES.get(dtype.name, dtype.name), None)
+        want = getattr(torch, library_name(dtype), None)
         if value.dtype != want:
             raise LaunchError(f"{where} must be a {dtype} tensor; got {value.dtype}")
         if not value.is_contiguous():
@@ -91,7 +90,7 @@ def _as_array(kernel: Kernel, name: str, dtype: DataType, value: Any, storage: n
         if not value.flags.c_contiguous:
             raise LaunchError(f"{where} must be C-contiguous")
         if value.dtype != storage:
-            if value.dtype.itemsize == storage.itemsize and value.dtype.name == _ml_name(dtype):
+            if value.dtype.itemsize == storage.itemsize and value.dtype.name == library_name(dtype):
                 return value.reshape(-1).view(storage), None
             raise LaunchError(
                 f"{where} must hold {dtype} as numpy {storage}; got an array of {value.dtype}"
@@ -104,10 +103,6 @@ def _as_array(kernel: Kernel, name: str, dtype: DataType, value: Any, storage: n
 
 def _numpy_kind(t: Any) -> str:
     return "f" if t.is_floating_point() else ("u" if str(t.dtype) == "torch.uint8" else "i")
-
-
-def _ml_name(dtype: DataType) -> str:
-    return {"float8_e4m3": "float8_e4m3fn"}.get(dtype.name, dtype.name)
 
 
 def _scalar(kernel: Kernel, name: str, dtype: DataType, value: Any) -> int | float:

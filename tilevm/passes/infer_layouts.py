@@ -204,6 +204,26 @@ def wanted(inst: I.Instruction) -> list[tuple[str, RegisterLayout | None]]:
 
 WANTS = RuleTable("infer_layouts.wants")
 
+# Instructions that take no part in layout propagation and ask nothing of operand layouts.
+LAYOUT_NEUTRAL = (
+    I.ConvertLayout,
+    I.StoreGlobal,
+    I.StoreShared,
+    I.Print,
+    I.AnnotateLayout,
+    I.GlobalView,
+    I.LoadGlobal,
+    I.LoadShared,
+    I.AllocShared,
+    I.FreeShared,
+    I.CopyAsync,
+    I.CopyAsyncCommit,
+    I.CopyAsyncWait,
+    I.SyncThreads,
+    I.Full,
+    I.Arange,
+)
+
 
 def _broadcast_layout(out: RegisterLayout, operand: RegisterTensor) -> RegisterLayout:
     """``out``'s layout as seen by an operand broadcast to it (numpy rules)."""
@@ -237,27 +257,7 @@ def _dot_wants(inst: I.Dot):
     return [("a", inst.a.layout), ("b", inst.b.layout), ("c", inst.out.layout)]
 
 
-@WANTS.rule(
-    I.Reduce,
-    I.Reshape,
-    I.View,
-    I.ConvertLayout,
-    I.StoreGlobal,
-    I.StoreShared,
-    I.Print,
-    I.AnnotateLayout,
-    I.GlobalView,
-    I.LoadGlobal,
-    I.LoadShared,
-    I.AllocShared,
-    I.FreeShared,
-    I.CopyAsync,
-    I.CopyAsyncCommit,
-    I.CopyAsyncWait,
-    I.SyncThreads,
-    I.Full,
-    I.Arange,
-)
+@WANTS.rule(I.Reduce, I.Reshape, I.View, *LAYOUT_NEUTRAL)
 def _no_wants(inst):
     return []
 
@@ -308,24 +308,7 @@ def _view(inst: I.View, state: State) -> None:
         state.set(inst.x, inst.out.layout)
 
 
-@RULES.rule(
-    I.ConvertLayout,
-    I.StoreGlobal,
-    I.StoreShared,
-    I.Print,
-    I.AnnotateLayout,
-    I.GlobalView,
-    I.LoadGlobal,
-    I.LoadShared,
-    I.AllocShared,
-    I.FreeShared,
-    I.CopyAsync,
-    I.CopyAsyncCommit,
-    I.CopyAsyncWait,
-    I.SyncThreads,
-    I.Full,
-    I.Arange,
-)
+@RULES.rule(*LAYOUT_NEUTRAL)
 def _nothing(inst, state: State) -> None:
     pass
 

@@ -11,11 +11,11 @@ the arguments and launching on torch's current stream.
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ..dtypes import library_name
 from ..errors import TileVMError
 from ..ir.program import Program
 from .driver import LoadedKernel, PackedArgs, scalar_ctype
@@ -66,31 +66,6 @@ def build(program: Program, device: int) -> Built:
     return built
 
 
-@functools.cache
-def _torch_dtypes() -> dict[str, Any]:
-    import torch
-
-    names = {"float8_e4m3": "float8_e4m3fn"}
-    return {
-        name: getattr(torch, names.get(name, name))
-        for name in (
-            "float16",
-            "bfloat16",
-            "float32",
-            "int8",
-            "uint8",
-            "int16",
-            "int32",
-            "int64",
-            "uint16",
-            "uint32",
-            "float8_e4m3",
-            "float8_e5m2",
-        )
-        if hasattr(torch, names.get(name, name))
-    }
-
-
 def launch(built: Built, grid: tuple[int, ...], values: dict[str, Any]) -> None:
     """Check the arguments against the compiled kernel's needs, then launch it."""
     import torch
@@ -108,7 +83,7 @@ def launch(built: Built, grid: tuple[int, ...], values: dict[str, Any]) -> None:
                 )
             if value.device != torch.device("cuda", device):
                 raise LaunchCheckError(f"{where} must be on cuda:{device}; got {value.device}")
-            if value.dtype != _torch_dtypes().get(param.dtype.name):
+            if value.dtype != getattr(torch, library_name(param.dtype), None):
                 raise LaunchCheckError(f"{where} must be a {param.dtype} tensor; got {value.dtype}")
             if not value.is_contiguous():
                 raise LaunchCheckError(f"{where} must be contiguous; got strides {value.stride()}")
