@@ -27,7 +27,6 @@ from tilevm.codegen.indexing import (
     replica_terms,
     thread_parts,
 )
-from tilevm.codegen.smem import SharedAllocator
 from tilevm.ir import inst as I
 from tilevm.layouts import (
     local,
@@ -40,6 +39,7 @@ from tilevm.layouts import (
 )
 from tilevm.passes.infer_layouts import auto_layout, dot_layouts
 from tilevm.passes.pipeline import run_pipeline
+from tilevm.passes.plan_shared_memory import SharedAllocator
 from tilevm.runtime.compiler import compile_cuda
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))

@@ -22,7 +22,7 @@ from tilevm.passes.infer_layouts import (
     dot_layouts,
     infer_layouts,
 )
-from tilevm.passes.pipeline import PassTiming, run_pipeline
+from tilevm.passes.pipeline import PIPELINE, PassTiming, run_pipeline
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 
@@ -41,12 +41,12 @@ EXAMPLES = [
 
 
 def register_tiles(program):
-    from tilevm.passes.infer_layouts import _walk
+    from tilevm.ir.stmt import instructions
 
-    for stmt in _walk(program.body):
-        for value in (stmt.inst.output, *stmt.inst.inputs()):
+    for inst in instructions(program.body):
+        for value in (inst.output, *inst.inputs()):
             if isinstance(value, RegisterTensor):
-                yield stmt.inst, value
+                yield inst, value
 
 
 # -- auto_layout ---------------------------------------------------------------------------------
@@ -159,10 +159,12 @@ def test_the_runner_dumps_the_program_after_every_pass_and_times_them(tmp_path, 
     monkeypatch.setenv("TILEVM_DUMP_IR", str(tmp_path))
     timings: list[PassTiming] = []
     run_pipeline(vector_add.vector_add.program(), timings=timings)
+    names = [name for name, _ in PIPELINE]
     files = sorted(p.name for p in (tmp_path / "vector_add").iterdir())
-    assert files == ["00-input.txt", "01-infer_layouts.txt"]
+    assert files == ["00-input.txt", *(f"{i:02d}-{n}.txt" for i, n in enumerate(names, 1))]
     assert "layout=RegisterLayout" in (tmp_path / "vector_add" / "01-infer_layouts.txt").read_text()
-    assert [t.name for t in timings] == ["infer_layouts"] and timings[0].seconds >= 0
+    assert "# vector=" in (tmp_path / "vector_add" / f"{len(names):02d}-{names[-1]}.txt").read_text()
+    assert [t.name for t in timings] == names and all(t.seconds >= 0 for t in timings)
 
 
 def test_a_pass_that_breaks_the_program_is_caught_by_the_verifier_after_it():

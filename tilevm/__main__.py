@@ -238,14 +238,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if not eq:
             raise TileVMError(f"-D takes NAME=VALUE; got {item!r}")
         constants[key] = _constant(value)
-    program = kernel.program(**constants)
+    from .passes.pipeline import run_pipeline
+
+    program = run_pipeline(kernel.program(**constants))
     if args.emit == "ir":
         print(format_program(program), end="")
         return 0
     from .codegen import emit_cuda
-    from .passes.pipeline import run_pipeline
 
-    cuda = emit_cuda(run_pipeline(program))
+    cuda = emit_cuda(program)
     if args.emit == "cuda":
         print(cuda.source, end="")
         return 0

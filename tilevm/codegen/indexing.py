@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layouts.register import RegisterLayout
+from ..layouts.register import RegisterLayout, mode_weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +135,6 @@ def _log2(n: int) -> int:
 
 def _entry_extent(layout: RegisterLayout, entry: int) -> int:
     return -entry if entry < 0 else layout.mode_shape[entry]
-
-
-def mode_weights(layout: RegisterLayout) -> list[int]:
-    """Per mode, the step of the logical index along its dimension per unit of its digit."""
-    dims = layout._mode_dims()
-    weights = [1] * len(layout.mode_shape)
-    for m in range(len(layout.mode_shape)):
-        for later in range(m + 1, len(layout.mode_shape)):
-            if dims[later] == dims[m]:
-                weights[m] *= layout.mode_shape[later]
-    return weights
 
 
 def _entry_strides(layout: RegisterLayout, entries: Sequence[int]) -> list[int]:

@@ -42,6 +42,7 @@ from typing import Any
 from ..dtypes import DataType
 from . import inst as I
 from .expr import BOOL, SYMBOLS, Binary, BlockIdx, Const, Expr, NumBlocks, Select, Unary, Var
+from .plan import Plan
 from .program import Program
 from .registry import RuleTable
 from .stmt import AssignScalar, Break, Declare, For, If, InstStmt, Seq, Stmt, While
@@ -390,7 +391,7 @@ def format_program(program: Program) -> str:
         lines.append(f"{INDENT}constants: {constants}")
     if program.grid is not None:
         lines.append(f"{INDENT}grid: [{p.values(program.grid)}]")
-    _seq(program.body, p, 1, lines)
+    _seq(program.body, p, 1, lines, program.plan)
     return "\n".join(lines) + "\n"
 
 
@@ -414,32 +415,34 @@ def _constant(value: Any) -> str:
     return str(value)
 
 
-def _seq(seq: Seq, p: Printer, depth: int, lines: list[str]) -> None:
+def _seq(seq: Seq, p: Printer, depth: int, lines: list[str], plan: Plan | None = None) -> None:
     if not seq.body:
         lines.append(f"{INDENT * depth}pass")
     for stmt in seq.body:
-        _stmt(stmt, p, depth, lines)
+        _stmt(stmt, p, depth, lines, plan)
 
 
-def _stmt(stmt: Stmt, p: Printer, depth: int, lines: list[str]) -> None:
+def _stmt(stmt: Stmt, p: Printer, depth: int, lines: list[str], plan: Plan | None) -> None:
     pad = INDENT * depth
     match stmt:
         case InstStmt(inst=inst):
-            lines.append(pad + PRINT_RULES.lookup(inst)(inst, p))
+            note = plan.note(inst) if plan is not None else ""
+            line = PRINT_RULES.lookup(inst)(inst, p)
+            lines.append(pad + line + (f"  # {note}" if note else ""))
         case For(var=var, start=start, stop=stop, step=step, body=body, unroll=unroll):
             bounds = p.values((start, stop, step))
             hint = "" if unroll is None else f" unroll={unroll}"
             lines.append(f"{pad}for {p.name(var)} in range({bounds}){hint}:")
-            _seq(body, p, depth + 1, lines)
+            _seq(body, p, depth + 1, lines, plan)
         case If(cond=cond, then=then, orelse=orelse):
             lines.append(f"{pad}if {p.value(cond)}:")
-            _seq(then, p, depth + 1, lines)
+            _seq(then, p, depth + 1, lines, plan)
             if orelse is not None:
                 lines.append(f"{pad}else:")
-                _seq(orelse, p, depth + 1, lines)
+                _seq(orelse, p, depth + 1, lines, plan)
         case While(cond=cond, body=body):
             lines.append(f"{pad}while {p.value(cond)}:")
-            _seq(body, p, depth + 1, lines)
+            _seq(body, p, depth + 1, lines, plan)
         case Break():
             lines.append(f"{pad}break")
         case Declare(var=var, value=value):
@@ -447,6 +450,6 @@ def _stmt(stmt: Stmt, p: Printer, depth: int, lines: list[str]) -> None:
         case AssignScalar(var=var, value=value):
             lines.append(f"{pad}{p.name(var)} = {p.value(value)}")
         case Seq():
-            _seq(stmt, p, depth, lines)
+            _seq(stmt, p, depth, lines, plan)
         case _:
             raise AssertionError(f"format_program: unknown statement {stmt!r}")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from ..dtypes import DataType
 from .expr import Expr, Var
+from .plan import Plan
 from .stmt import Seq
 
 
@@ -26,7 +27,9 @@ class Program:
 
     ``constants`` records the compile-time constants it was specialised with
     (for printing and cache keys); ``grid`` is the default launch grid as
-    expressions of the parameters, or ``None`` when the caller gives one.
+    expressions of the parameters, or ``None`` when the caller gives one;
+    ``plan`` holds what the passes after layout inference decided
+    (:mod:`tilevm.ir.plan`).
     """
 
     name: str
@@ -35,6 +38,7 @@ class Program:
     num_warps: int = 4
     grid: tuple[Expr, ...] | None = None
     constants: dict[str, Any] = field(default_factory=dict)
+    plan: Plan = field(default_factory=Plan)
 
     @property
     def num_threads(self) -> int:

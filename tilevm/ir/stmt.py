@@ -9,6 +9,7 @@ variable that changes inside a loop into one of these).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .expr import Expr, Var
@@ -73,3 +74,19 @@ class AssignScalar(Stmt):
     var: Var
     value: Expr
     loc: SourceLoc | None = None
+
+
+def instructions(seq: Seq) -> Iterator[Instruction]:
+    """Every instruction in ``seq``, in program order, each loop body once."""
+    for stmt in seq.body:
+        match stmt:
+            case InstStmt(inst=inst):
+                yield inst
+            case For() | While():
+                yield from instructions(stmt.body)
+            case If():
+                yield from instructions(stmt.then)
+                if stmt.orelse is not None:
+                    yield from instructions(stmt.orelse)
+            case Seq():
+                yield from instructions(stmt)

@@ -417,6 +417,17 @@ def replicate(copies: int, rank: int = 1) -> RegisterLayout:
 
 
 # -- the algebra ---------------------------------------------------------------------------------
+def mode_weights(layout: RegisterLayout) -> list[int]:
+    """Per mode, the step of the logical index along its dimension per unit of its digit."""
+    dims = layout._mode_dims()
+    weights = [1] * len(layout.mode_shape)
+    for m in range(len(layout.mode_shape)):
+        for later in range(m + 1, len(layout.mode_shape)):
+            if dims[later] == dims[m]:
+                weights[m] *= layout.mode_shape[later]
+    return weights
+
+
 def _same_rank(a: RegisterLayout, b: RegisterLayout, op: str) -> None:
     if a.rank != b.rank:
         raise LayoutError(f"{op} needs layouts of the same rank; got {a} and {b}")

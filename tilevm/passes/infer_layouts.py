@@ -33,6 +33,7 @@ from ..ir.builder import IRError
 from ..ir.program import Program
 from ..ir.registry import RuleTable
 from ..ir.stmt import For, If, InstStmt, Seq, While
+from ..ir.stmt import instructions as stmt_instructions
 from ..ir.tensor import RegisterTensor
 from ..layouts import fragments
 from ..layouts.ops import reduce as reduce_layout
@@ -140,7 +141,7 @@ def infer_layouts(program: Program) -> Program:
     """Give every register tile a layout; see the module docs."""
     program = copy.deepcopy(program)
     state = State(program)
-    instructions = [s.inst for s in _walk(program.body)]
+    instructions = list(stmt_instructions(program.body))
     for inst in instructions:
         if isinstance(inst, I.Dot):
             _fix_dot(inst, state)
@@ -152,19 +153,6 @@ def infer_layouts(program: Program) -> Program:
             _propagate(instructions, state)
     _resolve(program.body, state)
     return program
-
-
-def _walk(seq: Seq):
-    for stmt in seq.body:
-        match stmt:
-            case InstStmt():
-                yield stmt
-            case For() | While():
-                yield from _walk(stmt.body)
-            case If():
-                yield from _walk(stmt.then)
-                if stmt.orelse is not None:
-                    yield from _walk(stmt.orelse)
 
 
 def _propagate(instructions: list[I.Instruction], state: State) -> None:

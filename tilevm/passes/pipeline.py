@@ -20,6 +20,8 @@ from ..ir.printer import format_program
 from ..ir.program import Program
 from ..ir.verify import verify
 from .infer_layouts import infer_layouts
+from .plan_shared_memory import plan_shared_memory
+from .vectorise import vectorise
 
 Pass = Callable[[Program], Program]
 
@@ -30,9 +32,13 @@ class PassTiming:
     seconds: float
 
 
-# The order of DESIGN.md: verify, infer layouts, plan shared memory, vectorise, select
-# instructions, lower. Passes join this list as they land; each is one module of this package.
-PIPELINE: tuple[tuple[str, Pass], ...] = (("infer_layouts", infer_layouts),)
+# The order of DESIGN.md: verify (the runner, before and after every pass), infer layouts, plan
+# shared memory, vectorise, select instructions; lowering to per-thread code is tilevm.codegen.
+PIPELINE: tuple[tuple[str, Pass], ...] = (
+    ("infer_layouts", infer_layouts),
+    ("plan_shared_memory", plan_shared_memory),
+    ("vectorise", vectorise),
+)
 
 
 def run_pipeline(

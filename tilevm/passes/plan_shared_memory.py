@@ -1,0 +1,159 @@
+"""Shared-memory planning: a layout for every shared tensor, and its place in the block's buffer.
+
+**Layouts.** A shared tensor without one (``alloc_shared`` in a kernel)
+gets row-major storage, with an XOR swizzle when row-major would make the
+accesses the program makes of it conflict on banks:
+:func:`~tilevm.layouts.shared.choose_swizzle` weighs every whole-tile
+register load and store of the tensor and every async copy into it (the copy
+uses the coalesced :func:`~tilevm.passes.infer_layouts.auto_layout`), each
+with the widest vector its layout allows. Tensors accessed in parts
+(``load(s, offsets, shape)``) keep plain row-major. A user's layout is kept.
+
+**Offsets.**
+Shared tensors are placed by a stack that follows the program's
+``alloc_shared`` / ``free_shared`` order: an allocation goes on top, and
+freeing the top tensor (or a run of already-freed tensors under it) lowers the
+top again, so a later tensor reuses the space. Freeing a tensor below the top
+only marks it; its space comes back when everything above it is freed.
+Scratch space (a layout conversion, a cross-warp reduction) is taken just
+above the top for one instruction and never outlives it.
+
+Worked example, allocations of 1024, 100 and 512 bytes::
+
+    a = alloc(1024)   -> offset 0,    top 1024
+    b = alloc(100)    -> offset 1024, top 1124
+    free(a)           -> a marked,    top 1124 (b is still above it)
+    scratch(64)       -> offset 1136 (16-byte aligned), top unchanged
+    free(b)           -> top 0: a and b are both gone
+    c = alloc(512)    -> offset 0
+
+The buffer needs ``peak`` bytes: the highest end any tensor or scratch reached.
+
+The pass records each tensor's offset in ``program.plan.shared_offsets`` and
+the bytes the tensors need in ``program.plan.shared_bytes``; lowering places
+scratch above the live tensors with the same allocator.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import LayoutError
+from ..ir import inst as I
+from ..ir.program import Program
+from ..ir.stmt import instructions
+from ..layouts.shared import choose_swizzle, shared_row_major
+from .infer_layouts import auto_layout
+from .vectorise import widest_vector
+
+ALIGN = 16
+
+
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+@dataclass
+class _Slot:
+    key: Any
+    offset: int
+    nbytes: int
+    freed: bool = False
+
+
+@dataclass
+class SharedAllocator:
+    """Offsets of shared tensors and scratch space in one buffer; see the module docs."""
+
+    align: int = ALIGN
+    peak: int = 0
+    _stack: list[_Slot] = field(default_factory=list)
+
+    @property
+    def top(self) -> int:
+        """The first free byte above every live tensor."""
+        return self._stack[-1].offset + self._stack[-1].nbytes if self._stack else 0
+
+    def alloc(self, key: Any, nbytes: int) -> int:
+        """Place ``nbytes`` on top of the live tensors; returns the offset."""
+        assert nbytes >= 0
+        assert all(slot.key is not key for slot in self._stack), "allocated twice"
+        offset = _round_up(self.top, self.align)
+        self._stack.append(_Slot(key, offset, nbytes))
+        self.peak = max(self.peak, offset + nbytes)
+        return offset
+
+    def free(self, key: Any) -> None:
+        """Release the tensor ``key``; the top drops past every freed tensor at the top."""
+        for slot in self._stack:
+            if slot.key is key:
+                slot.freed = True
+                break
+        else:
+            raise AssertionError("freeing a tensor that was never allocated")
+        while self._stack and self._stack[-1].freed:
+            self._stack.pop()
+
+    def scratch(self, nbytes: int) -> int:
+        """An offset for ``nbytes`` of scratch above the live tensors (not kept)."""
+        offset = _round_up(self.top, self.align)
+        self.peak = max(self.peak, offset + nbytes)
+        return offset
+
+    def offset_of(self, key: Any) -> int:
+        for slot in self._stack:
+            if slot.key is key:
+                return slot.offset
+        raise AssertionError("not a live shared tensor")
+
+
+def _elem_bytes(dtype) -> int:
+    return max(1, dtype.nbits // 8)
+
+
+def _accesses(program: Program, tensor) -> list[tuple[Any, int]] | None:
+    """(register layout, vector) of every access to ``tensor``; None if one covers a part."""
+    out = []
+    for inst in instructions(program.body):
+        match inst:
+            case I.LoadShared(src=src, out=reg) | I.StoreShared(dst=src, src=reg) if src is tensor:
+                if tuple(reg.shape) != tuple(tensor.shape) or reg.layout is None:
+                    return None
+                out.append((reg.layout, widest_vector(reg.layout, _elem_bytes(tensor.dtype))))
+            case I.CopyAsync(dst=dst) if dst is tensor:
+                layout = auto_layout(tensor.shape, program.num_threads, tensor.dtype.nbits)
+                out.append((layout, widest_vector(layout, _elem_bytes(tensor.dtype))))
+    return out
+
+
+def _choose_layout(program: Program, tensor):
+    plain = shared_row_major(*tensor.shape)
+    accesses = _accesses(program, tensor)
+    if not accesses or tensor.dtype.nbits % 8:
+        return plain
+    try:
+        return choose_swizzle(tensor.shape, tensor.dtype.nbits, accesses)
+    except LayoutError:
+        return plain  # no candidate is conflict-free, or an access is not costable: keep it plain
+
+
+def plan_shared_memory(program: Program) -> Program:
+    """Give shared tensors layouts and offsets; see the module docs."""
+    program = copy.deepcopy(program)
+    allocator = SharedAllocator()
+    for inst in instructions(program.body):
+        if isinstance(inst, I.AllocShared):
+            tensor = inst.out
+            if tensor.layout is None:
+                tensor.layout = _choose_layout(program, tensor)
+            nbytes = tensor.layout.size * _elem_bytes(tensor.dtype)
+            program.plan.shared_offsets[tensor] = allocator.alloc(tensor, nbytes)
+        elif isinstance(inst, I.FreeShared):
+            allocator.free(inst.tensor)
+    program.plan.shared_bytes = allocator.peak
+    return program
+
+
+__all__ = ["ALIGN", "SharedAllocator", "plan_shared_memory"]

@@ -1,0 +1,101 @@
+"""Vectorisation: the widest access each memory instruction's layouts allow.
+
+A thread's registers are walked in *runs*: ``v`` consecutive registers that
+are ``v`` consecutive elements of the tile's last dimension. The widest run
+is the extent of the layout's innermost register digit when that digit runs
+along the last dimension with stride 1 (:func:`contiguous_run`). An access
+moves one run of at most 16 bytes, and the pass records, per instruction, the
+largest power of two ``v`` that divides the run and fits 16 bytes
+(:func:`widest_vector`), further capped
+
+- for global tensors, to 1 unless the last stride is the constant 1;
+- for swizzled shared tensors, to the swizzle's unit ``2**base`` elements,
+  which the XOR keeps together;
+- for an async copy, by both its shared and its global side.
+
+This is what the layouts allow. Whether the addresses are aligned to ``v``
+depends on scalar parameters (strides, offsets, the pointers); lowering
+proves it or tests it and narrows the access where it must
+(:func:`tilevm.codegen.memory.vector_width`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..ir import inst as I
+from ..ir.expr import Const
+from ..ir.program import Program
+from ..ir.stmt import instructions
+from ..layouts.register import RegisterLayout, mode_weights
+from .infer_layouts import auto_layout
+
+MAX_VECTOR_BYTES = 16
+
+
+def contiguous_run(layout: RegisterLayout) -> int:
+    """Extent of the innermost register digit when it runs along the last dimension (stride 1)."""
+    if not layout.local_modes:
+        return 1
+    inner = layout.local_modes[-1]
+    if layout._mode_dims()[inner] != layout.rank - 1 or mode_weights(layout)[inner] != 1:
+        return 1
+    return layout.mode_shape[inner]
+
+
+def widest_vector(layout: RegisterLayout, elem_bytes: int, cap: int = MAX_VECTOR_BYTES) -> int:
+    """Largest power of two dividing the contiguous run, at most ``cap`` and 16 bytes."""
+    run, v = contiguous_run(layout), 1
+    while run % (v * 2) == 0 and (v * 2) * elem_bytes <= MAX_VECTOR_BYTES and v * 2 <= cap:
+        v *= 2
+    return v
+
+
+def shared_cap(tensor) -> int:
+    """Elements an access of a shared tensor may span: a swizzle keeps ``2**base`` together."""
+    layout = tensor.layout
+    if layout is None or layout.swizzle is None:
+        return MAX_VECTOR_BYTES
+    return max(1, 1 << layout.swizzle.base)
+
+
+def _unit_stride(tensor) -> bool:
+    last = tensor.strides[-1]
+    return (isinstance(last, int) and last == 1) or (
+        isinstance(last, Const) and last.dtype.is_integer and int(last.value) == 1
+    )
+
+
+def _ebytes(dtype) -> int:
+    return max(1, dtype.nbits // 8)
+
+
+def _vector_of(inst: I.Instruction, num_threads: int) -> int | None:
+    match inst:
+        case I.LoadGlobal(src=src, out=out):
+            return widest_vector(out.layout, _ebytes(out.dtype)) if _unit_stride(src) else 1
+        case I.StoreGlobal(dst=dst, src=src):
+            return widest_vector(src.layout, _ebytes(src.dtype)) if _unit_stride(dst) else 1
+        case I.LoadShared(src=src, out=out):
+            return widest_vector(out.layout, _ebytes(out.dtype), shared_cap(src))
+        case I.StoreShared(dst=dst, src=src):
+            return widest_vector(src.layout, _ebytes(src.dtype), shared_cap(dst))
+        case I.CopyAsync(dst=dst, src=src):
+            ebytes = _ebytes(dst.dtype)
+            layout = auto_layout(dst.shape, num_threads, ebytes * 8)
+            v = widest_vector(layout, ebytes, shared_cap(dst))
+            return v if _unit_stride(src) else 1
+    return None
+
+
+def vectorise(program: Program) -> Program:
+    """Record in ``program.plan.vector`` the widest access of every memory instruction."""
+    program = copy.deepcopy(program)
+    for inst in instructions(program.body):
+        v = _vector_of(inst, program.num_threads)
+        if v is not None:
+            program.plan.vector[inst] = v
+    return program
+
+
+__all__ = ["MAX_VECTOR_BYTES", "contiguous_run", "shared_cap", "vectorise"]
