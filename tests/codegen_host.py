@@ -2,9 +2,12 @@
 
 The helpers in :mod:`tilevm.codegen.prelude` that are plain C++ (no inline
 PTX) compile with the host's ``g++`` once a few CUDA intrinsics are given
-host definitions. :func:`host_program` builds a program from snippets and a
-``main`` body; :func:`run_words` feeds it 32-bit words on stdin and reads
-32-bit words back.
+host definitions. The PTX instructions of the dequantisation sequences
+(``prmt``, ``lop3``, packed half arithmetic: the ``dq_ops`` snippet, defined
+only for the device) get exact C definitions here, so the ``tv_dq_*``
+sequences themselves run on the host. :func:`host_program` builds a program
+from snippets and a ``main`` body; :func:`run_words` feeds it 32-bit words on
+stdin and reads 32-bit words back.
 """
 
 from __future__ import annotations
@@ -30,6 +33,94 @@ static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f
 static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 static inline long long __float2ll_rn(float x) { return llrintf(x); }
+
+// The PTX the tv_dq_* sequences use ("dq_ops" defines them only under __CUDA_ARCH__), exactly.
+// A 16-bit float (E = 5, M = 10: float16; E = 8, M = 7: bfloat16) as a double, and a double
+// rounded to one: nearest even, subnormals, overflow to inf, NaN to the canonical 0x7FFF.
+static inline double tv_host_value16(unsigned h, int E, int M) {
+  const int bias = (1 << (E - 1)) - 1;
+  const unsigned e = (h >> M) & ((1u << E) - 1), m = h & ((1u << M) - 1);
+  double mag = e == 0 ? std::ldexp((double)m, 1 - bias - M)
+                      : std::ldexp((double)(m | (1u << M)), (int)e - bias - M);
+  if (e == (1u << E) - 1) mag = m ? NAN : INFINITY;
+  return (h >> (E + M)) & 1 ? -mag : mag;
+}
+static inline unsigned tv_host_round16(double x, int E, int M) {
+  if (x != x) return 0x7FFF;
+  const int bias = (1 << (E - 1)) - 1;
+  const unsigned sign = std::signbit(x) ? 1u << (E + M) : 0u, inf = ((1u << E) - 1) << M;
+  const double a = std::fabs(x);
+  if (a == 0) return sign;
+  if (std::isinf(a)) return sign | inf;
+  int e;
+  std::frexp(a, &e);  // a = f * 2^e, f in [0.5, 1)
+  e = e - 1 < 1 - bias ? 1 - bias : e - 1;
+  const double q = std::nearbyint(std::ldexp(a, M - e));  // ties to even
+  const double code = (double)(e + bias - 1) * (1 << M) + q;  // q = 2^(M+1) carries over
+  return code >= inf ? sign | inf : sign | (unsigned)code;
+}
+template <typename F>
+static inline unsigned tv_host_lanes(unsigned a, unsigned b, unsigned c, F f) {
+  return f(a & 0xFFFF, b & 0xFFFF, c & 0xFFFF) | (f(a >> 16, b >> 16, c >> 16) << 16);
+}
+static inline double tv_host_h(unsigned h) { return tv_host_value16(h, 5, 10); }
+template <unsigned SEL> static inline unsigned tv_prmt(unsigned a, unsigned b) {
+  const unsigned long long bytes = ((unsigned long long)b << 32) | a;
+  unsigned d = 0;
+  for (int i = 0; i < 4; ++i) {
+    const unsigned s = (SEL >> (4 * i)) & 0xF;
+    unsigned byte = (unsigned)(bytes >> (8 * (s & 7))) & 0xFF;
+    if (s & 8) byte = byte & 0x80 ? 0xFF : 0;
+    d |= byte << (8 * i);
+  }
+  return d;
+}
+template <int LUT> static inline unsigned tv_lop3(unsigned a, unsigned b, unsigned c) {
+  unsigned d = 0;
+  for (int k = 0; k < 8; ++k)
+    if ((LUT >> k) & 1) d |= (k & 4 ? a : ~a) & (k & 2 ? b : ~b) & (k & 1 ? c : ~c);
+  return d;
+}
+// Sums and products of two halves are exact in double: one rounding, as the hardware's.
+static inline unsigned tv_hsub2(unsigned a, unsigned b) {
+  return tv_host_lanes(a, b, 0, [](unsigned x, unsigned y, unsigned) {
+    return tv_host_round16(tv_host_h(x) - tv_host_h(y), 5, 10);
+  });
+}
+static inline unsigned tv_hmul2(unsigned a, unsigned b) {
+  return tv_host_lanes(a, b, 0, [](unsigned x, unsigned y, unsigned) {
+    return tv_host_round16(tv_host_h(x) * tv_host_h(y), 5, 10);
+  });
+}
+static inline unsigned tv_hmin2(unsigned a, unsigned b) {  // NaN loses; -0 < +0
+  return tv_host_lanes(a, b, 0, [](unsigned x, unsigned y, unsigned) -> unsigned {
+    const double u = tv_host_h(x), v = tv_host_h(y);
+    if (u != u) return v != v ? 0x7FFF : y;
+    if (v != v) return x;
+    return u < v ? x : v < u ? y : (x & 0x8000 ? x : y);
+  });
+}
+static inline unsigned tv_hgt2_mask(unsigned a, unsigned b) {
+  return tv_host_lanes(a, b, 0, [](unsigned x, unsigned y, unsigned) -> unsigned {
+    return tv_host_h(x) > tv_host_h(y) ? 0xFFFF : 0;
+  });
+}
+// fma in double then bfloat16 rounds twice, which is exact where the sequences use it (the
+// result has far fewer than 53 significant bits).
+static inline unsigned tv_bfma2(unsigned a, unsigned b, unsigned c) {
+  return tv_host_lanes(a, b, c, [](unsigned x, unsigned y, unsigned z) {
+    const double r = std::fma(tv_host_value16(x, 8, 7), tv_host_value16(y, 8, 7),
+                              tv_host_value16(z, 8, 7));
+    return tv_host_round16(r, 8, 7);
+  });
+}
+static inline float tv_fmul_rn(float a, float b) { return a * b; }  // SSE: no flush to zero
+// cvt.f32.f16, keeping a NaN's payload (a canonical NaN would do as well).
+static inline float tv_f16_to_f32(unsigned short h) {
+  if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF))
+    return __uint_as_float(((h & 0x8000u) << 16) | 0x7F800000u | ((h & 0x3FFu) << 13));
+  return (float)tv_host_h(h);
+}
 """
 
 

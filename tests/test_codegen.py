@@ -17,7 +17,7 @@ import tilevm
 from tilevm.codegen import CodegenError, EmitOptions, emit_cuda
 from tilevm.codegen.compute import view_plan
 from tilevm.codegen.emitter import EMIT
-from tilevm.codegen.indexing import (
+from tilevm.layouts.indexing import (
     DigitSum,
     fit_digit_sum,
     index_of,
@@ -329,7 +329,7 @@ def test_the_owner_of_a_replicated_element_is_the_replica_with_zero_digits():
 def test_registers_of_a_broadcast_operand_are_found_in_the_same_thread():
     out = spatial(4, 32) * local(1, 4)
     row = spatial(4, 1).replicate(32)  # reduce(out, [1])
-    from tilevm.codegen.indexing import broadcast_transform
+    from tilevm.layouts.indexing import broadcast_transform
 
     assert local_map(out, row, 128, broadcast_transform((4, 128), (4, 1))) == [0, 0, 0, 0]
     assert local_map(out, local(1, 4) * spatial(4, 32), 128) is None

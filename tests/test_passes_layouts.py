@@ -163,7 +163,9 @@ def test_the_runner_dumps_the_program_after_every_pass_and_times_them(tmp_path, 
     files = sorted(p.name for p in (tmp_path / "vector_add").iterdir())
     assert files == ["00-input.txt", *(f"{i:02d}-{n}.txt" for i, n in enumerate(names, 1))]
     assert "layout=RegisterLayout" in (tmp_path / "vector_add" / "01-infer_layouts.txt").read_text()
-    assert "# vector=" in (tmp_path / "vector_add" / f"{len(names):02d}-{names[-1]}.txt").read_text()
+    assert (
+        "# vector=" in (tmp_path / "vector_add" / f"{len(names):02d}-{names[-1]}.txt").read_text()
+    )
     assert [t.name for t in timings] == names and all(t.seconds >= 0 for t in timings)
 
 

@@ -634,6 +634,36 @@ def unpack(data: Any, nbits: int | DataType | str, count: int) -> np.ndarray:
 
 globals().update({t.name: t for t in ALL_DTYPES})
 
+
+# -- type predicates (used by the compiler) --------------------------------------------------------
+def is_f16(t: DataType) -> bool:
+    return t.is_float and t.nbits == 16 and t.exponent_bits == 5
+
+
+def is_bf16(t: DataType) -> bool:
+    return t.is_float and t.nbits == 16 and t.exponent_bits == 8
+
+
+def is_f32(t: DataType) -> bool:
+    return t.is_float and t.nbits == 32
+
+
+def embeds(src: DataType, dst: DataType) -> bool:
+    """Every value of float type ``src`` (inf and NaN included) is a value of float type ``dst``."""
+    if src == dst or is_f32(dst):
+        return True
+    assert src.mantissa_bits is not None and dst.mantissa_bits is not None
+    if src.mantissa_bits > dst.mantissa_bits or src.max_value > dst.max_value:
+        return False
+    if (src.has_inf and not dst.has_inf) or (src.has_nan and not dst.has_nan):
+        return False
+    # Every value is a multiple of the smallest positive one (a power of two).
+    tiny_src = src.smallest_subnormal or src.smallest_normal
+    tiny_dst = dst.smallest_subnormal or dst.smallest_normal
+    assert tiny_src is not None and tiny_dst is not None
+    return tiny_src >= tiny_dst
+
+
 __all__ = [
     "ALL_DTYPES",
     "LOW_BIT_DTYPES",

@@ -10,6 +10,8 @@ through the pass pipeline and the emitter says so.
 Values follow :mod:`.values`: float16, bfloat16 and small floats compute in
 float32 and round back (to nearest even, arithmetic overflowing to inf,
 casts saturating); integers compute in ``long long`` and wrap to their width.
+A cast of a type of at most 8 bits to float16 or bfloat16 instead converts
+two registers at a time with the bit tricks of :mod:`.dequant`.
 
 Moving elements between threads (``convert_layout``, a ``reshape`` whose
 layouts do not line up, ``print`` of a tile) goes through shared memory: the
@@ -31,10 +33,11 @@ from ..interp.values import round_arith
 from ..ir import inst as I
 from ..ir.expr import BOOL, COMPARISONS, Expr
 from ..ir.tensor import RegisterTensor
+from ..layouts.indexing import broadcast_transform, local_map, local_parts, reshape_transform
 from ..layouts.register import RegisterLayout
 from ..layouts.view import check_view_legal, view_moves
+from .dequant import cast_pair
 from .emitter import EMIT, Emitter, SharedVar
-from .indexing import broadcast_transform, local_map, local_parts, reshape_transform
 from .memory import shared_access
 from .scalars import paren
 from .text import add
@@ -144,15 +147,28 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
     src = em.tile(x)
     regs = registers_for(em, out, x)
 
-    def body(idx: Callable[[int], str]) -> list[str]:
-        element = f"{src}[{idx(1)}]"
-        if x.dtype != out.dtype:
-            element = store(
-                load(element, x.dtype, em.prelude), x.dtype, out.dtype, "cast", em.prelude
-            )
-        return [f"{name}[{idx(0)}] = {element};"]
+    def element(reg: str) -> str:
+        element = f"{src}[{reg}]"
+        if x.dtype == out.dtype:
+            return element
+        return store(load(element, x.dtype, em.prelude), x.dtype, out.dtype, "cast", em.prelude)
 
-    em.local_loop(out, [regs], body)
+    chosen = em.program.plan.selected.get(inst)  # the select_instructions pass's dequant sequence
+    kind = chosen.data if chosen is not None else None
+    if kind is None or len(regs) < 2:
+        em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {element(idx(1))};"])
+        return
+    # Registers 2p and 2p + 1 in one 32-bit word; an odd last one alone.
+    pairs = len(regs) // 2
+    maps = [list(range(0, 2 * pairs, 2)), list(range(1, 2 * pairs, 2)), regs[0::2], regs[1::2]]
+
+    def pair(idx: Callable[[int], str]) -> list[str]:
+        word = cast_pair(kind, x.dtype, f"{src}[{idx(2)}]", f"{src}[{idx(3)}]", em.prelude)
+        return [f"tv_unpack2({name}[{idx(0)}], {name}[{idx(1)}], {word});"]
+
+    em.per_local(pairs, ((1, pairs),), [m[:pairs] for m in maps], pair)
+    if len(regs) % 2:
+        em.line(f"{name}[{len(regs) - 1}] = {element(str(regs[-1]))};")
 
 
 def view_plan(

@@ -40,9 +40,9 @@ from ..ir.program import Program
 from ..ir.registry import RuleTable
 from ..ir.stmt import AssignScalar, Break, Declare, For, If, InstStmt, Seq, Stmt, While
 from ..ir.tensor import GlobalTensor, RegisterTensor, SharedTensor
+from ..layouts.indexing import DigitSum, fit_digit_sum, local_radices, replica_terms, thread_parts
 from ..layouts.register import RegisterLayout
 from ..passes.plan_shared_memory import SharedAllocator
-from .indexing import DigitSum, fit_digit_sum, local_radices, replica_terms, thread_parts
 from .kernel import Assumption, CudaKernel, EmitOptions, KernelParam, param_ctype
 from .prelude import Prelude
 from .scalars import ScalarContext, VarFact, c_expr, c_fit, divisor

@@ -22,8 +22,11 @@ tensor, else element by element with the bounds test of each (a load reads
 ``other`` outside). Stores skip threads that are not their element's owner
 (replicas, threads past the layout's thread count).
 
-Shared tensors live in one buffer (:mod:`.smem`) at 16-byte aligned offsets,
-row-major unless the tensor has a :class:`~tilevm.layouts.shared.SharedLayout`.
+Shared tensors live in one buffer, at the 16-byte aligned offsets and in the
+layouts (row-major, perhaps swizzled) that the ``plan_shared_memory`` pass
+gave them.
+A shared load whose register layout is a sequence of 8x8 matrices of 16-bit
+elements goes through ``ldmatrix`` instead (:mod:`.ldmatrix`).
 An async copy assigns the tile's elements to threads with the coalesced
 ``auto_layout`` and issues ``cp.async`` of 16 bytes (``.cg``) or 8/4 bytes
 (``.ca``) per run, zero-filling what lies outside a masked tensor through
@@ -41,11 +44,13 @@ import numpy as np
 from ..ir import inst as I
 from ..ir.expr import Const, Expr
 from ..ir.tensor import SharedTensor
+from ..layouts.indexing import local_parts, local_radices, mode_weights
 from ..layouts.register import RegisterLayout
 from ..layouts.shared import shared_row_major
 from ..passes.infer_layouts import auto_layout
-from .emitter import EMIT, Emitter, GlobalVar, SharedVar
-from .indexing import local_parts, local_radices, mode_weights
+from ..passes.ldmatrix_match import rows_fit_shared
+from .emitter import EMIT, CodegenError, Emitter, GlobalVar, SharedVar
+from .ldmatrix import emit_ldmatrix
 from .text import add, as_int, mul
 from .values import elem_bytes, elem_ctype, elem_literal, from_code, to_code
 
@@ -106,7 +111,7 @@ def _gcd_values(values: np.ndarray) -> int:
 
 def _variation(em: Emitter, layout: RegisterLayout, r: Runs, dim: int) -> int:
     """gcd of the thread and register parts of ``dim`` over every thread and run start."""
-    from .indexing import thread_parts
+    from ..layouts.indexing import thread_parts
 
     t = np.arange(em.block_threads) % layout.num_threads
     tp = np.broadcast_to(thread_parts(layout)[dim](t), t.shape)
@@ -298,7 +303,7 @@ def _masks(
 
 def surely_inside(em: Emitter, g: GlobalVar, layout: RegisterLayout, offsets) -> list[bool]:
     """Per dimension: constant offset and size, and every index of the tile within them."""
-    from .indexing import thread_parts
+    from ..layouts.indexing import thread_parts
 
     t = np.arange(em.block_threads) % layout.num_threads
     out = []
@@ -452,6 +457,9 @@ def _alloc_shared(em: Emitter, inst: I.AllocShared) -> None:
     strides, swizzle, span = shared_geometry(t)
     ctype = elem_ctype(t.dtype)
     offset = em.smem.alloc(t, span * elem_bytes(t.dtype))
+    planned = em.program.plan.shared_offsets.get(t)
+    if planned is not None and planned != offset:
+        raise CodegenError(f"shared tensor {em.c[t]}: planned at {planned}, placed at {offset}")
     name = em.c[t]
     em.line(f"{ctype}* {name} = reinterpret_cast<{ctype}*>(smem + {offset});")
     em.shared[id(t)] = SharedVar(name, t, offset, tuple(strides), swizzle)
@@ -512,9 +520,21 @@ def shared_access(
 @EMIT.rule(I.LoadShared)
 def _load_shared(em: Emitter, inst: I.LoadShared) -> None:
     name = em.declare(inst.out)
+    layout, dtype = em.layout(inst.out), inst.out.dtype
     with em.block():
         sv = em.shared_var(inst.src)
-        shared_access(em, sv, em.layout(inst.out), inst.offsets, name, False, inst.out.dtype)
+        chosen = em.program.plan.selected.get(inst)
+        plan = chosen.data if chosen is not None else None
+        known = [em.divisor(o) for o in inst.offsets]
+        if plan is not None and rows_fit_shared(plan, sv.strides, sv.swizzle, known):
+            offsets = [_operand(em.expr(o)) for o in inst.offsets]
+
+            def pointer(index: list[str]) -> str:
+                return f"&{sv.name}[{shared_offset(sv, index, em.prelude)}]"
+
+            emit_ldmatrix(em, plan, offsets, pointer, name, dtype)
+        else:
+            shared_access(em, sv, layout, inst.offsets, name, False, dtype)
 
 
 @EMIT.rule(I.StoreShared)

@@ -345,6 +345,37 @@ template <int BITS, int BASE, int SHIFT> {_FN} int tv_swizzle(int o) {{
 )
 
 
+def _ldmatrix_helpers() -> str:
+    out = []
+    for num in (1, 2, 4):
+        for trans in ("", "_trans"):
+            regs = ", ".join(f"%{j}" for j in range(num))
+            outs = ", ".join(f'"=r"(d[{j}])' for j in range(num))
+            out.append(
+                f"{_FN} void tv_ldmatrix_x{num}{trans}(tv_u32* d, const void* row) {{\n"
+                f'  asm volatile("ldmatrix.sync.aligned.m8n8.x{num}{trans.replace("_", ".")}'
+                f'.shared.b16 {{{regs}}}, [%{num}];"\n'
+                f"               : {outs}\n"
+                f'               : "r"((tv_u32)__cvta_generic_to_shared(row)) : "memory");\n'
+                "}"
+            )
+    return "\n".join(out)
+
+
+_snippet(
+    "ldmatrix",
+    """
+// The warp loads 1, 2 or 4 8x8 matrices of 16-bit elements from shared memory: lane l gives
+// the address of row l % 8 of matrix l / 8 (16 contiguous bytes, 16-byte aligned), and word j
+// of every lane receives two elements of matrix j, the lower-indexed in the low half: row
+// l / 4, columns 2 (l % 4) and 2 (l % 4) + 1; with .trans column l / 4, rows 2 (l % 4) and
+// 2 (l % 4) + 1. Every lane of the warp takes part (.sync.aligned).
+"""
+    + _ldmatrix_helpers(),
+    "types",
+)
+
+
 class Prelude:
     """The helpers one kernel uses; :meth:`text` emits them with their dependencies."""
 

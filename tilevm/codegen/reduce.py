@@ -29,9 +29,9 @@ import math
 import numpy as np
 
 from ..ir import inst as I
+from ..layouts.indexing import DigitSum, Term, local_map
 from ..layouts.ops import reduce as reduce_layout
 from .emitter import EMIT, Emitter
-from .indexing import DigitSum, Term, local_map
 from .values import CodegenError, load, store
 
 _FLOAT_OPS = {"sum": "{a} + {b}", "max": "tv_fmax({a}, {b})", "min": "tv_fmin({a}, {b})"}

@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..dtypes import DataType
+from ..dtypes import DataType, embeds, is_bf16, is_f16, is_f32
 from ..errors import TileVMError
 from .prelude import Prelude
 
@@ -57,18 +57,6 @@ _NATIVE_INT = {
     ("int", 64): "long long",
 }
 _SPECIAL = {"finite": 0, "fn": 1, "ieee": 2}
-
-
-def is_f16(t: DataType) -> bool:
-    return t.is_float and t.nbits == 16 and t.exponent_bits == 5
-
-
-def is_bf16(t: DataType) -> bool:
-    return t.is_float and t.nbits == 16 and t.exponent_bits == 8
-
-
-def is_f32(t: DataType) -> bool:
-    return t.is_float and t.nbits == 32
 
 
 def is_native_int(t: DataType) -> bool:
@@ -234,22 +222,6 @@ def convert(value: str, src: DataType, dst: DataType, mode: Mode, pre: Prelude) 
     if src.is_integer and dst.is_integer and _fits(src, dst):
         return value
     return load(store(value, src, dst, mode, pre), dst, pre)
-
-
-def embeds(src: DataType, dst: DataType) -> bool:
-    """Every value of float type ``src`` (inf and NaN included) is a value of float type ``dst``."""
-    if src == dst or is_f32(dst):
-        return True
-    assert src.mantissa_bits is not None and dst.mantissa_bits is not None
-    if src.mantissa_bits > dst.mantissa_bits or src.max_value > dst.max_value:
-        return False
-    if (src.has_inf and not dst.has_inf) or (src.has_nan and not dst.has_nan):
-        return False
-    # Every value is a multiple of the smallest positive one (a power of two).
-    tiny_src = src.smallest_subnormal or src.smallest_normal
-    tiny_dst = dst.smallest_subnormal or dst.smallest_normal
-    assert tiny_src is not None and tiny_dst is not None
-    return tiny_src >= tiny_dst
 
 
 # -- codes -----------------------------------------------------------------------------------------

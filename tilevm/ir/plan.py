@@ -50,4 +50,15 @@ class Plan:
         return " ".join(parts)
 
 
-__all__ = ["Plan"]
+@dataclass(frozen=True)
+class Selected:
+    """An instruction choice: its ``name`` as printed, and what lowering needs of it."""
+
+    name: str
+    data: Any = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+__all__ = ["Plan", "Selected"]

@@ -114,15 +114,22 @@ class Kernel:
     __tilevm_kernel__ = True
 
     def __init__(
-        self, fn: Callable[..., Any], num_warps: int = 4, scope: dict[str, Any] | None = None
+        self, fn: Callable[..., Any], num_warps: int | str = 4, scope: dict[str, Any] | None = None
     ):
-        if not isinstance(num_warps, int) or not 1 <= num_warps <= 32:
-            raise TileVMError(f"num_warps must be an int in 1..32; got {num_warps!r}")
         self.fn = fn
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
-        self.num_warps = num_warps
         self.params = _classify(fn, scope)
+        constants = [p.name for p in self.params if p.kind == "constexpr"]
+        if isinstance(num_warps, str):
+            if num_warps not in constants:
+                raise TileVMError(
+                    f"{fn.__name__}: num_warps={num_warps!r} must name a constexpr parameter; "
+                    f"the kernel has {constants}"
+                )
+        else:
+            _check_warps(num_warps, "num_warps")
+        self.num_warps = num_warps
         self._source: Source | None = None
         self._programs: dict[tuple, Program] = {}
 
@@ -156,7 +163,11 @@ class Kernel:
     def _compile(self, constants: dict[str, Any]) -> Program:
         if self._source is None:
             self._source = Source.of(self.fn)
-        b = Builder(self.__name__, self.num_warps)
+        warps = self.num_warps
+        if isinstance(warps, str):
+            warps = constants[warps]
+            _check_warps(warps, f"{self.__name__}: constant {self.num_warps} (the warp count)")
+        b = Builder(self.__name__, warps)
         env: dict[str, Any] = {}
         for p in self.params:
             if p.kind == "pointer":
@@ -207,6 +218,11 @@ class Kernel:
             run_on_gpu(self, program, grid, values)
 
 
+def _check_warps(value: Any, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32:
+        raise TileVMError(f"{what} must be an int in 1..32; got {value!r}")
+
+
 def _grid(grid: Any, name: str) -> tuple[int, ...]:
     if isinstance(grid, (int, np.integer)):
         grid = (grid,)
@@ -229,8 +245,12 @@ def _hashable(value: Any) -> Any:
         return repr(value)
 
 
-def kernel(fn: Callable[..., Any] | None = None, *, num_warps: int = 4):
-    """Decorate a thread-block program: ``@tilevm.kernel`` or ``@tilevm.kernel(num_warps=8)``."""
+def kernel(fn: Callable[..., Any] | None = None, *, num_warps: int | str = 4):
+    """Decorate a thread-block program: ``@tilevm.kernel`` or ``@tilevm.kernel(num_warps=8)``.
+
+    ``num_warps`` may also name a constexpr parameter (``num_warps="WARPS"``),
+    so that each specialisation picks its own warp count.
+    """
     # With postponed annotations (``from __future__ import annotations``) a kernel defined
     # inside a function may name that function's locals: keep them to evaluate the strings.
     caller = sys._getframe(1)

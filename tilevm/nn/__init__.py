@@ -1,4 +1,8 @@
-"""torch.nn modules over the ops, such as a drop-in quantised linear layer.
+"""torch.nn modules over the low-bit ops: :class:`QuantLinear` and :func:`quantize_model`.
 
-Empty until the issue that builds it lands; see DESIGN.md.
+Imports torch (``import tilevm`` alone does not).
 """
+
+from .linear import QuantLinear, quantize_model
+
+__all__ = ["QuantLinear", "quantize_model"]

@@ -21,6 +21,7 @@ from ..ir.program import Program
 from ..ir.verify import verify
 from .infer_layouts import infer_layouts
 from .plan_shared_memory import plan_shared_memory
+from .select_instructions import select_instructions
 from .vectorise import vectorise
 
 Pass = Callable[[Program], Program]
@@ -38,6 +39,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("infer_layouts", infer_layouts),
     ("plan_shared_memory", plan_shared_memory),
     ("vectorise", vectorise),
+    ("select_instructions", select_instructions),
 )
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layouts.register import RegisterLayout, mode_weights
+from .register import RegisterLayout, mode_weights
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,116 @@
+"""quant_matmul on the CPU interpreter: every weight type against the dequantised reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tilevm
+from tilevm.ops import choose_config, quant_matmul
+from tilevm.ops.quant_matmul import Config, _run
+
+INTS = [f"{s}int{b}" for s in ("", "u") for b in range(1, 9) if (s, b) != ("", 1)]
+FLOATS = ["float4_e2m1", "float6_e3m2", "float6_e2m3", "float8_e4m3", "float8_e5m2", "float5_e2m2"]
+
+
+def _check(y, x, q, bias=None, tol=2e-3):
+    ref = x.float() @ q.dequantize().float().T
+    if bias is not None:
+        ref = ref + bias.float()
+    assert y.shape == ref.shape and y.dtype == x.dtype
+    err = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+    assert err <= tol, err
+
+
+@pytest.mark.parametrize("name", INTS + FLOATS)
+def test_every_weight_type_matches_the_dequantised_reference(name):
+    gen = torch.Generator().manual_seed(hash(name) % 2**31)
+    n, k, m = 64, 128, 3
+    w = torch.randn(n, k, generator=gen)
+    zero_point = name == "uint1"
+    q = tilevm.quantize(w, name, group_size=64, zero_point=zero_point)
+    x = torch.randn(m, k, generator=gen).half()
+    _check(quant_matmul(x, q), x, q)
+
+
+@pytest.mark.parametrize(
+    ("name", "group", "zero_point", "shape"),
+    [
+        ("uint4", 32, True, (17, 130, 96)),
+        ("int3", 128, False, (5, 192, 256)),
+        ("uint3", -1, False, (1, 70, 64)),
+        ("float6_e3m2", 32, False, (2, 64, 160)),
+        ("int2", -1, False, (33, 64, 64)),
+    ],
+)
+def test_groups_zero_points_and_shapes_that_do_not_divide_the_tiles(name, group, zero_point, shape):
+    m, n, k = shape
+    gen = torch.Generator().manual_seed(m * n + k)
+    q = tilevm.quantize(torch.randn(n, k, generator=gen), name, group, zero_point)
+    x = torch.randn(m, k, generator=gen).half()
+    bias = torch.randn(n, generator=gen).half()
+    _check(quant_matmul(x, q, bias), x, q, bias)
+
+
+def test_bfloat16_activations():
+    gen = torch.Generator().manual_seed(7)
+    w = torch.randn(96, 128, generator=gen).bfloat16()
+    q = tilevm.quantize(w, "int4", group_size=64)
+    assert q.scale_dtype == torch.bfloat16
+    x = torch.randn(4, 128, generator=gen).bfloat16()
+    _check(quant_matmul(x, q), x, q, tol=1e-2)
+
+
+def test_split_k_partials_are_reduced_in_a_fixed_order_with_the_bias():
+    gen = torch.Generator().manual_seed(3)
+    n, k, m = 128, 320, 5
+    q = tilevm.quantize(torch.randn(n, k, generator=gen), "int3", group_size=64)
+    x = torch.randn(m, k, generator=gen).half()
+    bias = torch.randn(n, generator=gen).half()
+    args = (x, q.packed, q.scales, None, bias, q.dtype, q.group_size, n, q.zero_offset)
+    split = _run(*args, cfg=Config(block_m=16, warps=1, splits=3, k_tiles_per_split=2))
+    whole = _run(*args, cfg=Config(block_m=16, warps=2, splits=1, k_tiles_per_split=5))
+    _check(split, x, q, bias)
+    assert torch.equal(split, _run(*args, cfg=Config(16, 1, 3, 2)))  # deterministic
+    assert (split.float() - whole.float()).abs().max() <= 2e-3 * whole.float().abs().max()
+
+
+def test_leading_dimensions_of_x_are_kept():
+    q = tilevm.quantize(torch.randn(64, 64), "int4", group_size=32)
+    x = torch.randn(2, 3, 64).half()
+    y = quant_matmul(x, q)
+    assert y.shape == (2, 3, 64)
+    _check(y.reshape(6, 64), x.reshape(6, 64), q)
+
+
+def test_torch_compile_traces_the_op_without_graph_breaks():
+    q = tilevm.quantize(torch.randn(64, 64), "int3", group_size=64)
+    x = torch.randn(4, 64).half()
+
+    def f(x):
+        return quant_matmul(x, q) * 2
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), f(x))
+
+
+def test_bad_inputs_name_the_argument():
+    q = tilevm.quantize(torch.randn(64, 128), "int4", group_size=64)
+    with pytest.raises(ValueError, match=r"x must have shape \[\.\.\., 128\]"):
+        quant_matmul(torch.randn(2, 64).half(), q)
+    with pytest.raises(ValueError, match="x must be float16 or bfloat16"):
+        quant_matmul(torch.randn(2, 128), q)
+    with pytest.raises(ValueError, match="scale_dtype"):
+        quant_matmul(torch.randn(2, 128).bfloat16(), q)
+    with pytest.raises(ValueError, match=r"bias must have shape \[64\]"):
+        quant_matmul(torch.randn(2, 128).half(), q, torch.zeros(65).half())
+    with pytest.raises(TypeError, match=r"qweight must be a tilevm\.QuantizedWeight"):
+        quant_matmul(torch.randn(2, 128).half(), torch.zeros(64, 128))
+
+
+def test_decode_splits_k_to_fill_the_device_and_prefill_uses_bigger_blocks():
+    cpu = torch.device("cpu")
+    assert choose_config(1, 4096, 4096, 4, cpu).splits == 1  # the interpreter gains nothing
+    assert choose_config(1, 4096, 4096, 4, cpu).block_m == 16
+    assert choose_config(256, 4096, 4096, 4, cpu).block_m == 32
+    assert choose_config(256, 4096, 4096, 8, cpu).block_m == 16  # 32 rows would spill

@@ -1,0 +1,227 @@
+"""Low-bit codes to float16/bfloat16 with bit tricks, two values to one 32-bit word.
+
+The generic cast (:mod:`.values`) decodes every element through a float32
+helper and rounds it back. For a cast from a type of at most 8 bits to
+float16 or bfloat16 the value is known to be representable, so a few integer
+operations place the code's bits where the 16-bit format wants them and one
+packed float operation fixes the scale; two codes share each instruction as
+the two lanes of a ``half2``/``bfloat162`` (element 0 in the low 16 bits).
+The recipes are those of FasterTransformer, Marlin and FP6-LLM (see
+``notes/dequant.md``); every one is exact.
+
+Integers: a magic exponent. ``0x6400 | u`` is the float16 1024 + u for any
+u < 1024, so masking the code into the low bits of a lane under 0x6400 and
+subtracting 1024 leaves u. A signed code has its sign bit flipped first (XOR
+2^(B-1): offset binary u = q + 2^(B-1)), and 1024 + 2^(B-1) is subtracted
+instead. Worked for int3, codes 0b101 (-3) and 0b010 (2):
+
+=======================  ===================  ===========================
+step                     32-bit word          lanes (high | low)
+=======================  ===================  ===========================
+``prmt 0x5410``          ``0x0002_0005``      code 2 | code 5
+``lop3 (w & 7) ^ K``     ``0x6406_6401``      1030.0 | 1025.0 (K = 0x6404)
+``sub.f16x2 1028``       ``0x4000_C200``      2.0 | -3.0
+=======================  ===================  ===========================
+
+bfloat16 has only 7 mantissa bits: ``0x4300 | u`` is 128 + u for u < 128, and
+sm_80 has ``fma.rn.bf16x2`` but no bf16 subtract (h * 1 - (128 + offset)).
+8-bit codes go through float32 (``0x4B000000 | u`` is 2^23 + u, one float
+subtract), and ``prmt 0x7632`` packs the two upper halves, exact because the
+values are small integers.
+
+Small floats ``s | e | m`` (E exponent, M mantissa bits, bias 2^(E-1) - 1):
+shift the code so the exponent's lowest bit lands on bit 10 (the float16
+exponent's), with the sign moved up to bit 15 first, then multiply by
+2^(15 - bias). The placed bits read as the value times 2^(bias - 15) (a
+subnormal code as a float16 subnormal m * 2^(-14 - M)), and multiplying by a
+power of two is exact. Worked for float4_e2m1 (bias 1), code 0b1011 (-1.5):
+the sign (bit 3) moves up 5 - E = 3 bits, giving 0b100_0011; shifted left by
+10 - M = 9 that is 0x8600 = -1.5 * 2^-14; times 2^14 it is -1.5. E <= 5 fits
+float16; with E = 5 (bias 15) the factor is 1 and e5m2 is pure byte placement,
+its inf and NaN codes landing on float16's. e4m3's one NaN code (S.1111.111)
+would place as 480, so lanes above 448 become NaN; e5m0 and e5m1 have finite
+codes in float16's top exponent, which saturate to 65504 as a cast does.
+
+To bfloat16 a small float goes through the float16 sequence and two exact
+``cvt.f32.f16`` (when float16 holds its values), or through float32 bit
+placement and a float32 multiply by 2^(127 - bias) (bf16 arithmetic on
+subnormal inputs is not relied on).
+
+The sequences are C++ templates over four primitives, ``tv_prmt``,
+``tv_lop3``, the packed half operations and ``tv_fmul_rn``: inline PTX on the
+device; the host tests (``tests/codegen_host.py``) give them exact C
+definitions and check every code of every type against ``DataType.decode``.
+"""
+
+from __future__ import annotations
+
+from ..dtypes import DataType
+from ..passes.select_instructions import KINDS, fast_cast_kind
+from .prelude import SNIPPETS, Prelude, Snippet
+
+
+def cast_pair(kind: str, src: DataType, c0: str, c1: str, pre: Prelude) -> str:
+    """The C expression (a ``tv_u32``) of the two 16-bit results for the code elements c0, c1."""
+    assert kind in KINDS, kind
+    pre.use("dequant")
+    if kind.startswith("int"):
+        signed = "true" if src.kind == "int" else "false"
+        args = f"{signed}" if kind == "int8_bf16" else f"{src.nbits}, {signed}"
+    else:
+        assert src.exponent_bits is not None and src.mantissa_bits is not None
+        args = f"{src.exponent_bits}, {src.mantissa_bits}"
+        if kind != "float_bf16":  # SPECIAL as tv_decode_float's: 2 inf and NaN, 1 NaN only
+            args += f", {2 if src.has_inf else 1 if src.has_nan else 0}"
+    return f"tv_dq_{kind}<{args}>({c0}, {c1})"
+
+
+# -- the C++ ---------------------------------------------------------------------------------------
+def _register(name: str, code: str, *needs: str) -> None:
+    assert name not in SNIPPETS, f"prelude helper {name!r} registered twice"
+    SNIPPETS[name] = Snippet(code.strip("\n"), needs)
+
+
+_FN = "__device__ __forceinline__"
+
+_register(
+    "dq_ops",
+    f"""
+// Byte permute, 3-input logic and packed half arithmetic for the tv_dq_* sequences (inline PTX;
+// the host tests define them in C). Lane 0 of a packed word is its low 16 bits.
+#ifdef __CUDA_ARCH__
+// Byte i of the result is byte (SEL >> 4i) & 7 of {{b, a}} (a = bytes 0..3), or with bit 3 of
+// that nibble set, that byte's top bit copied 8 times.
+template <tv_u32 SEL> {_FN} tv_u32 tv_prmt(tv_u32 a, tv_u32 b) {{
+  tv_u32 d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "n"(SEL));
+  return d;
+}}
+// Any function of three words, bit by bit: LUT bit (a << 2 | b << 1 | c) is the result bit
+// (so a = 0xF0, b = 0xCC, c = 0xAA, and (a & b) ^ c = 0x6A).
+template <int LUT> {_FN} tv_u32 tv_lop3(tv_u32 a, tv_u32 b, tv_u32 c) {{
+  tv_u32 d;
+  asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(LUT));
+  return d;
+}}
+{_FN} tv_u32 tv_hsub2(tv_u32 a, tv_u32 b) {{
+  tv_u32 d;
+  asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}}
+{_FN} tv_u32 tv_hmul2(tv_u32 a, tv_u32 b) {{
+  tv_u32 d;
+  asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}}
+// Per lane: NaN loses to a number.
+{_FN} tv_u32 tv_hmin2(tv_u32 a, tv_u32 b) {{
+  tv_u32 d;
+  asm("min.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}}
+// Per lane: 0xFFFF where a > b, else 0.
+{_FN} tv_u32 tv_hgt2_mask(tv_u32 a, tv_u32 b) {{
+  tv_u32 d;
+  asm("set.gt.u32.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}}
+{_FN} tv_u32 tv_bfma2(tv_u32 a, tv_u32 b, tv_u32 c) {{
+  tv_u32 d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}}
+// Not .ftz whatever the compile options: subnormal inputs count.
+{_FN} float tv_fmul_rn(float a, float b) {{
+  float d;
+  asm("mul.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+  return d;
+}}
+#endif
+""",
+    "types",
+)
+
+_register(
+    "dequant",
+    f"""
+// Low-bit codes c0, c1 (one per register, the code in the low bits) to two float16 or bfloat16
+// values in one word, element 0 in the low half. Exact: see tilevm/codegen/dequant.py.
+{_FN} void tv_unpack2(tv_u16& lo, tv_u16& hi, tv_u32 w) {{
+  lo = (tv_u16)w;
+  hi = (tv_u16)(w >> 16);
+}}
+// B-bit ints to float16: lane 0x6400 | u is 1024 + u (u = code, or code ^ 2^(B-1) for a signed
+// code: offset binary); subtracting the magic itself leaves the value. The mask also drops an
+// int8 element's sign extension (tv_i8).
+template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_f16(tv_u32 c0, tv_u32 c1) {{
+  constexpr tv_u32 MASK = ((1u << B) - 1) * 0x10001u;
+  constexpr tv_u32 MAGIC = (0x6400u | (SIGNED ? 1u << (B - 1) : 0u)) * 0x10001u;
+  return tv_hsub2(tv_lop3<0x6A>(tv_prmt<0x5410>(c0, c1), MASK, MAGIC), MAGIC);
+}}
+// B <= 7 bit ints to bfloat16: lane 0x4300 | u is 128 + u; h * 1 - (128 + offset).
+template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_bf16(tv_u32 c0, tv_u32 c1) {{
+  static_assert(B <= 7, "bfloat16 has 7 mantissa bits");
+  constexpr tv_u32 MASK = ((1u << B) - 1) * 0x10001u;
+  constexpr tv_u32 MAGIC = (0x4300u | (SIGNED ? 1u << (B - 1) : 0u)) * 0x10001u;
+  const tv_u32 h = tv_lop3<0x6A>(tv_prmt<0x5410>(c0, c1), MASK, MAGIC);
+  return tv_bfma2(h, 0x3F803F80u, MAGIC | 0x80008000u);
+}}
+// 8-bit ints to bfloat16 through float32: 0x4B000000 | u is 2^23 + u; the difference is a small
+// integer, so its upper half is exact.
+template <bool SIGNED> {_FN} tv_u32 tv_dq_int8_bf16(tv_u32 c0, tv_u32 c1) {{
+  constexpr tv_u32 MAGIC = 0x4B000000u | (SIGNED ? 0x80u : 0u);
+  const float base = __uint_as_float(MAGIC);
+  const float f0 = __uint_as_float(tv_lop3<0x6A>(c0, 0xFFu, MAGIC)) - base;
+  const float f1 = __uint_as_float(tv_lop3<0x6A>(c1, 0xFFu, MAGIC)) - base;
+  return tv_prmt<0x7632>(__float_as_uint(f0), __float_as_uint(f1));
+}}
+// Small floats (E <= 5) to float16: the sign to bit 15, the exponent's lowest bit to bit 10, then
+// times 2^(15 - BIAS). SPECIAL as tv_decode_float: 1 = e4m3 (the NaN code places above the
+// largest value: such lanes become NaN), 2 = IEEE style (with E = 5, placement keeps inf and NaN);
+// E = 5 finite formats saturate their top-exponent codes to 65504.
+template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_f16(tv_u32 c0, tv_u32 c1) {{
+  static_assert(E <= 5 && M <= 10, "float16 holds the values");
+  constexpr int BIAS = (1 << (E - 1)) - 1;
+  constexpr int SHIFT = 10 - M;
+  constexpr int PRE = SHIFT == 8 ? 8 : 0;  // prmt places the codes a byte up for free
+  tv_u32 w = PRE ? tv_prmt<0x4501>(c0, c1) : tv_prmt<0x5410>(c0, c1);
+  if (E < 5) {{  // sign bit E + M up by 5 - E: add 2^(5-E) - 1 times itself
+    constexpr tv_u32 SIGN = (0x10001u << (E + M)) << PRE;
+    w += (w & SIGN) * ((1u << (5 - E)) - 1);
+  }}
+  tv_u32 h = w << (SHIFT - PRE);
+  if (BIAS != 15) h = tv_hmul2(h, ((tv_u32)(30 - BIAS) << 10) * 0x10001u);
+  if (SPECIAL == 1) {{
+    constexpr tv_u32 EXP = (1 << E) - 1 - BIAS + 15, MAX = EXP << 10 | ((1u << M) - 2) << (10 - M);
+    h |= tv_hgt2_mask(h & 0x7FFF7FFFu, MAX * 0x10001u);  // all ones: a NaN
+  }}
+  if (SPECIAL == 0 && E == 5) {{
+    // min(|h|, 65504) (inf and NaN lose) | the sign: lop3 0xF8 is a | (b & c)
+    h = tv_lop3<0xF8>(tv_hmin2(h & 0x7FFF7FFFu, 0x7BFF7BFFu), h, 0x80008000u);
+  }}
+  return h;
+}}
+// Small floats whose values float16 holds, to bfloat16: widen both lanes exactly, keep the tops.
+template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_bf16_via_f16(tv_u32 c0, tv_u32 c1) {{
+  const tv_u32 h = tv_dq_float_f16<E, M, SPECIAL>(c0, c1);
+  const float f0 = tv_f16_to_f32((tv_f16)h), f1 = tv_f16_to_f32((tv_f16)(h >> 16));
+  return tv_prmt<0x7632>(__float_as_uint(f0), __float_as_uint(f1));
+}}
+// Every code finite, to float32: the sign to bit 31, the exponent's lowest bit to bit 23, times
+// 2^(127 - BIAS) (a subnormal code is a float32 subnormal m * 2^(-126 - M) first).
+template <int E, int M> {_FN} tv_u32 tv_dq_float_f32_bits(tv_u32 c) {{
+  constexpr int BIAS = (1 << (E - 1)) - 1;
+  const tv_u32 bits = (c + (c & (1u << (E + M))) * ((1u << (8 - E)) - 1)) << (23 - M);
+  return __float_as_uint(tv_fmul_rn(__uint_as_float(bits), __uint_as_float((254u - BIAS) << 23)));
+}}
+template <int E, int M> {_FN} tv_u32 tv_dq_float_bf16(tv_u32 c0, tv_u32 c1) {{
+  return tv_prmt<0x7632>(tv_dq_float_f32_bits<E, M>(c0), tv_dq_float_f32_bits<E, M>(c1));
+}}
+""",
+    "types",
+    "f16",
+    "dq_ops",
+)
+
+
+__all__ = ["KINDS", "cast_pair", "fast_cast_kind"]

@@ -1,0 +1,119 @@
+"""Instruction selection: which hardware instruction or code sequence each instruction becomes.
+
+The choices depend only on layouts and types, so they are made here, once,
+and recorded in ``program.plan.selected`` (printed after each instruction);
+lowering follows them:
+
+- ``load_shared``: ``ldmatrix`` (x1/x2/x4, ``.trans``) when every warp's
+  register pairs form 8x8 matrices of a 16-bit type
+  (:func:`tilevm.codegen.ldmatrix.ldmatrix_plan`), else vector ``ld.shared``.
+  Lowering still checks that the rows are 16-byte aligned in the shared
+  tensor (strides, swizzle, the tile's offsets) and uses ``ld.shared`` when
+  it cannot prove it;
+- ``dot``: ``mma.sync`` m16n8k16 for fp16 and bf16 operands, m16n8k32 for
+  8-bit integers;
+- ``cast`` from a low-bit type to fp16/bf16: the cheapest known bit-trick
+  sequence (:func:`tilevm.codegen.dequant.fast_cast_kind`), else the generic
+  conversion;
+- ``copy_async``: ``cp.async`` (16-byte ``.cg``, or 8/4-byte ``.ca``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..dtypes import DataType, embeds, float16, is_bf16, is_f16
+from ..ir import inst as I
+from ..ir.plan import Selected
+from ..ir.program import Program
+from ..ir.stmt import instructions
+from .ldmatrix_match import ldmatrix_plan
+
+# -- casts -------------------------------------------------------------------------------------
+KINDS: tuple[str, ...] = (
+    "int_f16",  # prmt, lop3, sub.f16x2: 1.5 instructions a value
+    "int_bf16",  # prmt, lop3, fma.bf16x2: 1.5
+    "int8_bf16",  # per value lop3 and an fp32 subtract, prmt a pair: 2.5
+    "float_f16",  # prmt, and, imad (sign), shift, mul.f16x2: 2.5 (2 when M = 2, 0.5 for e5m2)
+    "float_bf16_via_f16",  # float_f16, two cvt.f32.f16, prmt: 4 (3.5 when M = 2, 2 for e5m2)
+    "float_bf16",  # per value and, imad, shift, fp32 multiply; prmt a pair: 4.5
+)
+"""Every sequence :func:`fast_cast_kind` may name, with its SASS instructions per value."""
+
+
+def _low_bit(t: DataType) -> bool:
+    return t.nbits <= 8 and t.kind in ("int", "uint", "float")
+
+
+def _f16_sequence(t: DataType) -> bool:
+    """The float16 sequence handles the small float ``t``: its exponent fits float16's."""
+    assert t.exponent_bits is not None
+    return t.exponent_bits <= 5
+
+
+def fast_cast_kind(src: DataType, dst: DataType) -> str | None:
+    """The bit-trick sequence that casts ``src`` to ``dst`` exactly, or ``None`` (generic path).
+
+    A pure function of the two types. ``src`` must be a type of at most 8 bits
+    (ints, uints, small floats) and ``dst`` float16 or bfloat16; the result
+    equals the generic cast bit for bit, except that a NaN may be another NaN.
+
+    ==================  =============================  ============================
+    src                 float16                        bfloat16
+    ==================  =============================  ============================
+    int/uint 1..7       ``int_f16``                    ``int_bf16``
+    int8, uint8         ``int_f16``                    ``int8_bf16`` (via float32)
+    float E <= 4, e5m2  ``float_f16``                  ``float_bf16_via_f16``
+    float e5m0, e5m1    ``float_f16`` (saturating)     ``float_bf16`` (via float32)
+    float E >= 6        ``None`` (overflow, rounding)  ``float_bf16`` (via float32)
+    ==================  =============================  ============================
+    """
+    if not _low_bit(src) or not (is_f16(dst) or is_bf16(dst)):
+        return None
+    if src.is_integer:
+        if is_f16(dst):
+            return "int_f16"
+        return "int_bf16" if src.nbits <= 7 else "int8_bf16"
+    if is_f16(dst):
+        return "float_f16" if _f16_sequence(src) else None
+    # Through float16 only when it holds every value (e5m0 and e5m1 saturate there).
+    return "float_bf16_via_f16" if embeds(src, float16) else "float_bf16"
+
+
+# -- the pass --------------------------------------------------------------------------------------
+def _ldmatrix_name(plan) -> str:
+    """``ldmatrix.x4`` or, for a mix, the distinct forms: ``ldmatrix.x4+x2.trans``."""
+    forms = dict.fromkeys(f"x{op.num}{'.trans' if op.trans else ''}" for op in plan.ops)
+    return "ldmatrix." + "+".join(forms)
+
+
+def _select(inst: I.Instruction, num_threads: int) -> Selected | None:
+    match inst:
+        case I.LoadShared(out=out):
+            plan = ldmatrix_plan(out.layout, out.dtype, num_threads)
+            if plan is None:
+                return Selected("ld.shared")
+            return Selected(_ldmatrix_name(plan), plan)
+        case I.Dot(a=a):
+            if a.dtype.is_float:
+                return Selected(f"mma.m16n8k16.{'bf16' if is_bf16(a.dtype) else 'f16'}")
+            return Selected("mma.m16n8k32.s8" if a.dtype.kind == "int" else "mma.m16n8k32.u8")
+        case I.CopyAsync():
+            return Selected("cp.async")
+        case I.Cast(x=x, out=out):
+            kind = fast_cast_kind(x.dtype, out.dtype)
+            return None if kind is None else Selected(f"dequant.{kind}", kind)
+    return None
+
+
+def select_instructions(program: Program) -> Program:
+    """Record the instruction chosen for each instruction; see the module docs."""
+    program = copy.deepcopy(program)
+    for inst in instructions(program.body):
+        chosen = _select(inst, program.num_threads)
+        if chosen is not None:
+            program.plan.selected[inst] = chosen
+    return program
+
+
+__all__ = ["select_instructions"]

@@ -1,0 +1,33 @@
+"""Low-bit weight quantisation: :func:`quantize`, :class:`QuantizedWeight`, the packed order.
+
+``tilevm.quantize(w, "int3", group_size=128)`` turns a float ``[N, K]`` weight
+into codes packed in the kernels' order (:mod:`.packing`, format
+``tile64x64.v1``) with per-group float16/bfloat16 scales and, for uint types,
+optional zero points; :mod:`.weight` states the exact formulas. Imports torch.
+"""
+
+from .packing import FORMAT, TILE_K, TILE_N, pack_codes, packed_shape, tile_layout, unpack_codes
+from .weight import (
+    GROUP_SIZES,
+    SCALE_DTYPES,
+    QuantError,
+    QuantizedWeight,
+    QuantTypeError,
+    quantize,
+)
+
+__all__ = [
+    "FORMAT",
+    "GROUP_SIZES",
+    "SCALE_DTYPES",
+    "TILE_K",
+    "TILE_N",
+    "QuantError",
+    "QuantTypeError",
+    "QuantizedWeight",
+    "pack_codes",
+    "packed_shape",
+    "quantize",
+    "tile_layout",
+    "unpack_codes",
+]
