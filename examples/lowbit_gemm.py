@@ -7,16 +7,21 @@ Host side, once per weight matrix:
 1. quantise W (k x n, fp32) per group of GROUP rows and per column:
    s = max|W| / max_value(type), codes = type.encode(W / s) (round to nearest
    even, saturating), scales stored as fp16;
-2. pre-pack each BLOCK_K x BLOCK_N tile so that thread t's bytes hold exactly
-   the codes the target layout gives it: the target is the mma.sync B-operand
-   fragment repeated over the block's warps (``weight_layout``), and
-   ``tilevm.layouts.pack_for_layout`` writes the bytes.
+2. pre-pack each warp's 64 x 64 part of a BLOCK_K x BLOCK_N tile so that
+   thread t's bytes hold exactly the codes the target layout gives it: the
+   target is the mma.sync B-operand fragment repeated 4 x 8 times in
+   registers (``WARP_TILE``), one such tile per warp (``weight_layout``), and
+   ``tilevm.layouts.pack_for_layout`` writes the bytes. Each thread then
+   holds 128 codes: ``b`` times 16 bytes, whatever the width ``b``.
 
-Kernel side, per K step: load the tile's bytes (each thread a contiguous run,
-``packed_byte_layout``), ``view`` them as the low-bit type in the fragment
-layout, ``cast`` to fp16, multiply by the group's scales, and ``dot`` with the
-activations (fp32 accumulation). Rows of x (m) may be any number; k and n must
-be multiples of the tile sizes (the packed format is per tile).
+Kernel side, per K step: start an async copy (cp.async) of x's BLOCK_M x
+BLOCK_K tile into shared memory; meanwhile load the weight bytes (16-byte
+loads: each thread's bytes are contiguous, ``packed_byte_layout``), ``view``
+them as the low-bit type in the fragment layout, ``cast`` to fp16 and
+multiply by the group's scales; then wait for the copy, load x's tile from
+shared memory into the mma A fragments (ldmatrix) and ``dot`` (mma.sync,
+fp32 accumulation). Rows of x (m) may be any number; k and n must be
+multiples of the tile sizes (the packed format is per tile).
 """
 
 import numpy as np
@@ -25,13 +30,20 @@ import tilevm
 import tilevm.lang as tl
 from tilevm.layouts import local, mma_m16n8k16_b, pack_for_layout, packed_byte_layout, spatial
 
-BLOCK_M, BLOCK_N, BLOCK_K, WARPS = 16, 32, 64, 4
+BLOCK_M, BLOCK_K, WARPS = 16, 64, 2
+BLOCK_N = 64 * WARPS  # each warp owns 64 columns
 GROUP = BLOCK_K  # one scale per column per BLOCK_K rows
+WARP_TILE = local(4, 8) * mma_m16n8k16_b()  # one warp's 64 x 64 weights, 128 per thread
 
 
-def weight_layout(block_k: int = BLOCK_K, block_n: int = BLOCK_N, warps: int = WARPS):
-    """B-operand fragments of mma.m16n8k16: warps side by side along n, repeats in registers."""
-    return local(block_k // 16, block_n // (8 * warps)) * spatial(1, warps) * mma_m16n8k16_b()
+def weight_layout(warps: int = WARPS):
+    """B-operand fragments of mma.m16n8k16: warp w holds columns [64 w, 64 w + 64)."""
+    return spatial(1, warps) * WARP_TILE
+
+
+def weight_byte_layout(nbits: int, warps: int = WARPS):
+    """The block's packed bytes: each warp's tile after the other, 16-byte runs per thread."""
+    return spatial(warps) * packed_byte_layout(WARP_TILE, nbits)
 
 
 @tilevm.kernel(num_warps=WARPS)
@@ -46,7 +58,7 @@ def lowbit_gemm(
     WTYPE: tilevm.constexpr,
 ):
     target = weight_layout()
-    byte_layout = packed_byte_layout(target, WTYPE.nbits)
+    byte_layout = weight_byte_layout(WTYPE.nbits)
     tile_bytes = byte_layout.shape[0]
     row = tl.block_idx(0) * BLOCK_M
     tile_n = tl.block_idx(1)
@@ -54,16 +66,22 @@ def lowbit_gemm(
     gw = tl.global_view(packed, [(k // BLOCK_K) * (n // BLOCK_N) * tile_bytes])
     gs = tl.global_view(scales, [k // GROUP, n])
     gy = tl.global_view(y, [m, n])
+    sx = tl.alloc_shared(tilevm.float16, [BLOCK_M, BLOCK_K])
     acc = tl.zeros([BLOCK_M, BLOCK_N], tilevm.float32)
     for tile_k in range(0, k // BLOCK_K):
-        a = tl.load(gx, [row, tile_k * BLOCK_K], [BLOCK_M, BLOCK_K])
+        tl.copy_async(sx, gx, [row, tile_k * BLOCK_K])
+        tl.copy_async_commit()
         raw = tl.load(
             gw, [(tile_k * (n // BLOCK_N) + tile_n) * tile_bytes], [tile_bytes], layout=byte_layout
         )
         codes = tl.view(raw, WTYPE, target)
         s = tl.load(gs, [tile_k, tile_n * BLOCK_N], [1, BLOCK_N])
         w = tl.cast(codes, tilevm.float16) * s
-        acc = tl.dot(a, w, acc)
+        tl.copy_async_wait(0)
+        tl.sync()
+        acc = tl.dot(tl.load(sx), w, acc)
+        tl.sync()  # every warp has read sx before the next copy overwrites it
+    tl.free_shared(sx)
     tl.store(gy, tl.cast(acc, tilevm.float16), [row, tile_n * BLOCK_N])
 
 
@@ -78,13 +96,15 @@ def quantize(w: np.ndarray, wtype: tilevm.DataType):
 
 
 def prepack(codes: np.ndarray, wtype: tilevm.DataType) -> np.ndarray:
-    """Bytes of every BLOCK_K x BLOCK_N tile in the kernel's order (k tiles outer, n inner)."""
+    """Bytes of every BLOCK_K x BLOCK_N tile in the kernel's order (k tiles outer, n inner).
+
+    Within a tile, warp after warp: the bytes of its 64 columns as WARP_TILE lays them out.
+    """
     k, n = codes.shape
-    target = weight_layout()
     tiles = [
-        pack_for_layout(codes[i : i + BLOCK_K, j : j + BLOCK_N], target, wtype.nbits)
+        pack_for_layout(codes[i : i + BLOCK_K, j : j + 64], WARP_TILE, wtype.nbits)
         for i in range(0, k, BLOCK_K)
-        for j in range(0, n, BLOCK_N)
+        for j in range(0, n, 64)
     ]
     return np.concatenate(tiles)
 
@@ -105,7 +125,7 @@ def gemm(x: np.ndarray, packed: np.ndarray, scales: np.ndarray, n: int, wtype) -
     return y
 
 
-def check(wtype_name: str, m: int = 21, n: int = 64, k: int = 128, seed: int = 0):
+def check(wtype_name: str, m: int = 21, n: int = 128, k: int = 128, seed: int = 0):
     """(max |y - reference| / max |reference|, rms quantisation error of W) on fresh data."""
     wtype = tilevm.dtype(wtype_name)
     rng = np.random.default_rng(seed)
@@ -123,6 +143,6 @@ if __name__ == "__main__":
     for name in ("int3", "float6_e3m2"):
         err, qerr = check(name)
         print(
-            f"W{tilevm.dtype(name).nbits}A16 ({name}) 21x64x128: max relative error vs "
+            f"W{tilevm.dtype(name).nbits}A16 ({name}) 21x128x128: max relative error vs "
             f"numpy {err:.2g}, weight rms quantisation error {qerr:.3f}"
         )

@@ -96,14 +96,15 @@ def test_demo_runs_the_example_kernels_on_the_interpreter(capsys):
         assert f"\n{label} " in out
 
 
-def test_compile_prints_a_kernels_ir_for_given_constants(capsys):
+def test_compile_prints_a_kernels_planned_ir_for_given_constants(capsys):
     from pathlib import Path
 
     example = Path(__file__).parent.parent / "examples" / "lowbit_gemm.py"
     assert main(["compile", f"{example}::lowbit_gemm", "-D", "WTYPE=int5"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("kernel lowbit_gemm(x: ptr<float16>")
-    assert "constants: WTYPE=int5" in out and "view raw : int5[64, 32]" in out
+    assert "constants: WTYPE=int5" in out and "view raw : int5[64, 128] layout=" in out
+    assert "# dequant.int_f16" in out and "ldmatrix.x4" in out  # the passes' decisions show
 
 
 @pytest.mark.parametrize(

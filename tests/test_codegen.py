@@ -17,16 +17,6 @@ import tilevm
 from tilevm.codegen import CodegenError, EmitOptions, emit_cuda
 from tilevm.codegen.compute import view_plan
 from tilevm.codegen.emitter import EMIT
-from tilevm.layouts.indexing import (
-    DigitSum,
-    fit_digit_sum,
-    index_of,
-    local_map,
-    local_parts,
-    local_radices,
-    replica_terms,
-    thread_parts,
-)
 from tilevm.ir import inst as I
 from tilevm.layouts import (
     local,
@@ -36,6 +26,16 @@ from tilevm.layouts import (
     packed_byte_layout,
     spatial,
     view_moves,
+)
+from tilevm.layouts.indexing import (
+    DigitSum,
+    fit_digit_sum,
+    index_of,
+    local_map,
+    local_parts,
+    local_radices,
+    replica_terms,
+    thread_parts,
 )
 from tilevm.passes.infer_layouts import auto_layout, dot_layouts
 from tilevm.passes.pipeline import run_pipeline
@@ -125,19 +125,16 @@ def test_vector_add_moves_16_bytes_per_access(modules):
 
 
 @pytest.mark.parametrize(
-    ("name", "vector", "ptx"),
-    [
-        # int3: 6 bytes a thread in runs of 2 -> three 2-byte loads
-        ("lowbit_gemm_int3", "tv_u16", "ld.global.u16"),
-        # e3m2: 12 bytes in runs of 4 -> three 4-byte loads
-        ("lowbit_gemm_e3m2", "tv_u32", "ld.global.u32"),
-        # int4: one run of 8 bytes -> one ld.global.v2
-        ("lowbit_gemm_int4", "tv_b64", "ld.global.v2.u32"),
-    ],
+    ("name", "loads"), [("lowbit_gemm_int3", 3), ("lowbit_gemm_e3m2", 6), ("lowbit_gemm_int4", 4)]
 )
-def test_lowbit_weights_load_in_the_runs_their_byte_layout_has(kernels, modules, name, vector, ptx):
-    assert f"const {vector} vec = *reinterpret_cast<const {vector}*>(&gw[" in kernels[name].source
-    assert ptx in modules[name, "sm_90a"].ptx
+def test_the_w3a16_gemm_uses_cp_async_ldmatrix_mma_and_16_byte_weight_loads(modules, name, loads):
+    """b 16-byte loads of weights per thread and step; x staged by cp.async, read by ldmatrix."""
+    for target in TARGETS:
+        ptx = modules[name, target].ptx
+        assert ptx.count("ld.global.v4.u32") + ptx.count("ld.global.nc.v4.u32") == loads
+        assert "cp.async.cg.shared.global" in ptx and "cp.async.wait_group 0" in ptx
+        assert ptx.count("ldmatrix.sync.aligned.m8n8.x4.shared.b16") == 4
+        assert ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 32
 
 
 def test_softmax_reduces_rows_with_warp_shuffles(modules):

@@ -50,7 +50,7 @@ def test_fp16_matmul_matches_numpy_including_partial_tiles(m, n, k):
 
 
 @pytest.mark.parametrize("wtype", ["int3", "float6_e3m2", "int4", "int2", "float4_e2m1", "int8"])
-@pytest.mark.parametrize(("m", "n", "k"), [(21, 64, 128), (1, 32, 64), (16, 96, 192)])
+@pytest.mark.parametrize(("m", "n", "k"), [(21, 128, 128), (1, 128, 64), (16, 256, 192)])
 def test_lowbit_gemm_matches_the_numpy_reference_for_any_weight_type(wtype, m, n, k):
     err, qerr = lowbit_gemm.check(wtype, m, n, k, seed=m * k + n)
     assert err < 1e-3, err  # only the fp32 summation order differs
@@ -60,11 +60,11 @@ def test_lowbit_gemm_matches_the_numpy_reference_for_any_weight_type(wtype, m, n
 def test_lowbit_gemm_packs_exactly_the_bytes_its_bit_width_needs():
     for name in ("int3", "float6_e3m2"):
         t = tilevm.dtype(name)
-        codes, _ = lowbit_gemm.quantize(np.ones((128, 64), np.float32), t)
-        assert lowbit_gemm.prepack(codes, t).size == 128 * 64 * t.nbits // 8
+        codes, _ = lowbit_gemm.quantize(np.ones((128, 256), np.float32), t)
+        assert lowbit_gemm.prepack(codes, t).size == 128 * 256 * t.nbits // 8
 
 
 def test_lowbit_gemm_rejects_shapes_that_do_not_fit_the_packed_tiles():
     x = np.zeros((4, 100), np.float16)
-    with pytest.raises(ValueError, match="k and n must be multiples of 64 and 32; got 100, 64"):
+    with pytest.raises(ValueError, match="k and n must be multiples of 64 and 128; got 100, 64"):
         lowbit_gemm.gemm(x, np.zeros(1, np.uint8), np.zeros((1, 64), np.float16), 64, tilevm.int3)

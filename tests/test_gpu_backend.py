@@ -64,14 +64,14 @@ def test_fp16_matmul_on_the_gpu_matches_the_interpreter(m, n, k):
 
 
 @pytest.mark.parametrize("wtype", ["int3", "float6_e3m2", "int4"])
-@pytest.mark.parametrize(("m", "n", "k"), [(21, 64, 128), (1, 32, 64)])
+@pytest.mark.parametrize(("m", "n", "k"), [(21, 128, 128), (1, 256, 64)])
 def test_lowbit_gemm_on_the_gpu_matches_the_interpreter(wtype, m, n, k):
     t = tilevm.dtype(wtype)
     rng = np.random.default_rng(m + n + k)
     x = rng.standard_normal((m, k)).astype(np.float16)
     codes, scales = lowbit_gemm.quantize(rng.standard_normal((k, n)).astype(np.float32), t)
     packed = lowbit_gemm.prepack(codes, t)
-    grid = ((m + 15) // 16, n // 32)
+    grid = ((m + lowbit_gemm.BLOCK_M - 1) // lowbit_gemm.BLOCK_M, n // lowbit_gemm.BLOCK_N)
     y = np.zeros((m, n), np.float16)
     cpu, gpu = both(lowbit_gemm.lowbit_gemm, grid, [x, packed, scales, y, m, n, k, t])
     np.testing.assert_allclose(

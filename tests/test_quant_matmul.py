@@ -108,9 +108,7 @@ def test_bad_inputs_name_the_argument():
         quant_matmul(torch.randn(2, 128).half(), torch.zeros(64, 128))
 
 
-def test_decode_splits_k_to_fill_the_device_and_prefill_uses_bigger_blocks():
+def test_the_interpreter_runs_unsplit_16_row_blocks_of_up_to_4_warps():
     cpu = torch.device("cpu")
-    assert choose_config(1, 4096, 4096, 4, cpu).splits == 1  # the interpreter gains nothing
-    assert choose_config(1, 4096, 4096, 4, cpu).block_m == 16
-    assert choose_config(256, 4096, 4096, 4, cpu).block_m == 32
-    assert choose_config(256, 4096, 4096, 8, cpu).block_m == 16  # 32 rows would spill
+    assert choose_config(1, 4096, 4096, 4, cpu) == Config(16, 4, 1, 64)
+    assert choose_config(300, 100, 96, 3, cpu) == Config(16, 2, 1, 2)

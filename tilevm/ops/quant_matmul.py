@@ -12,8 +12,9 @@ The launch configuration depends on M (:func:`choose_config`):
 - M <= 16 (decode): 16-row blocks; the k tiles are split over
   ``splits`` blocks so that there are about two blocks per SM, and
   :data:`~.qgemm.REDUCE` sums the fp32 partials in a fixed order;
-- larger M (prefill): 32-row blocks (16 for 7- and 8-bit weights), split
-  only when the tiles are too few to fill the device.
+- larger M (prefill): the same 16-row blocks, split only when the tiles are
+  too few to fill the device (a shared-memory staged prefill kernel with
+  larger tiles is still to come).
 """
 
 from __future__ import annotations
@@ -50,14 +51,15 @@ def _sm_count(device: torch.device) -> int:
 def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> Config:
     """The launch for an ``[m, k] x [k, n]`` product with ``nbits`` weights on ``device``.
 
-    32-row blocks need about 250 registers a thread (fp32 accumulators, the A
-    fragments and 128 dequantised weights); with 7- and 8-bit weights they
-    would spill, so those stay at 16 rows.
+    Blocks are 16 rows for every M: a 16-row block already needs about 170
+    registers a thread (fp32 accumulators, the A fragments, 128 dequantised
+    weights), and 32-row blocks reach 255 and spill for some widths. ``nbits``
+    is kept for the per-width choices a tuned table will make.
     """
     n_tiles = -(-n // TILE_N)
     k_tiles = -(-k // TILE_K)
     warps = min(4, n_tiles)
-    block_m = 16 if m <= 16 or nbits >= 7 else 32
+    block_m = 16
     blocks = -(-m // block_m) * -(-n_tiles // warps)
     splits = 1
     if device.type == "cuda":

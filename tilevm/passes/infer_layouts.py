@@ -4,9 +4,12 @@ Each instruction class registers a rule that, given the layouts known so far,
 may fix the layouts of its other tiles. The pass runs in three phases:
 
 1. **anchors.** User layouts (``load(..., layout=)``, ``view``,
-   ``annotate_layout``) are kept. Every ``dot`` picks a warp arrangement and
-   fixes the mma fragment layouts of its operands and accumulator (agreeing
-   with an operand that already has a layout when one arrangement does).
+   ``annotate_layout``) are kept and propagated first (as in phase 2), so
+   that a dot sees the layouts its operands inherit from them: dequantised
+   weights viewed straight into B fragments stay in registers. Then every
+   ``dot`` picks a warp arrangement and fixes the mma fragment layouts of its
+   operands and accumulator (agreeing with an operand that already has a
+   layout when one arrangement does).
 2. **propagation**, to a fixed point: elementwise ops, casts and assignments
    share one layout between their tiles (a broadcast operand gets the result's
    layout reduced over the broadcast dimensions); reductions and reshapes map
@@ -80,8 +83,13 @@ def dot_layouts(
     """Layouts (a, b, c) of an m x n x k dot on mma.sync fragments spread over the warps.
 
     Tries every arrangement of warps (wm along m, wn along n) that divides the
-    tile, preferring one that agrees with layouts in ``prefer`` ('a', 'b', 'c'),
-    then the one with the squarest per-warp tile.
+    tile, each in two forms: *interleaved* (a warp's mma tiles are every wm-th
+    along m and wn-th along n) and *blocked* (warp (i, j) owns one contiguous
+    block of m / wm rows and n / wn columns, as pre-packed weights are laid
+    out). It prefers one that agrees with layouts in ``prefer`` ('a', 'b',
+    'c'), then the squarest per-warp tile, then the interleaved form. Either
+    way each thread's registers run over (m, k) / (k, n) / (m, n) mma tiles
+    in the same order, which is what the mma emission relies on.
     """
     atom_k = 32 if int8 else 16
     atoms = (
@@ -102,13 +110,18 @@ def dot_layouts(
         if (m // 16) % wm or (n // 8) % wn:
             continue
         rm, rn, rk = m // (16 * wm), n // (8 * wn), k // atom_k
-        a = local(rm, rk) * spatial(wm, 1) * replicate(wn, rank=2) * atoms[0]
-        b = local(rk, rn) * replicate(wm, rank=2) * spatial(1, wn) * atoms[1]
-        c = local(rm, rn) * spatial(wm, wn) * atoms[2]
-        agree = sum(prefer.get(key) == value for key, value in (("a", a), ("b", b), ("c", c)))
-        score = (agree, -abs(math.log2((m / wm) / (n / wn))))
-        if best is None or score > best[0]:
-            best = (score, (a, b, c))
+        wa, wb = spatial(wm, 1) * replicate(wn, rank=2), replicate(wm, rank=2) * spatial(1, wn)
+        forms = (
+            (1, local(rm, rk) * wa * atoms[0], local(rk, rn) * wb * atoms[1],
+             local(rm, rn) * spatial(wm, wn) * atoms[2]),
+            (0, wa * local(rm, rk) * atoms[0], wb * local(rk, rn) * atoms[1],
+             spatial(wm, wn) * local(rm, rn) * atoms[2]),
+        )  # fmt: skip
+        for interleaved, a, b, c in forms:
+            agree = sum(prefer.get(key) == value for key, value in (("a", a), ("b", b), ("c", c)))
+            score = (agree, -abs(math.log2((m / wm) / (n / wn))), interleaved)
+            if best is None or score > best[0]:
+                best = (score, (a, b, c))
     if best is None:
         raise LayoutInferenceError(
             f"dot of {m}x{k} by {k}x{n}: {num_warps} warps do not divide the tile into "
@@ -142,6 +155,7 @@ def infer_layouts(program: Program) -> Program:
     program = copy.deepcopy(program)
     state = State(program)
     instructions = list(stmt_instructions(program.body))
+    _propagate(instructions, state)  # user layouts reach the dots they feed first
     for inst in instructions:
         if isinstance(inst, I.Dot):
             _fix_dot(inst, state)
