@@ -8,6 +8,7 @@ kernel launch needs them: ``tilevm.quantize``, ``tilevm.QuantizedWeight`` and th
 
 from . import dtypes
 from ._version import __version__
+from .autotune import autotune as autotune  # re-exported: the decorator, not its module
 from .dtypes import *  # noqa: F403  (every type by name: tilevm.int3, tilevm.float6_e3m2, ...)
 from .dtypes import DataType, dtype, pack, unpack
 from .errors import DTypeError, LayoutError, PackError, TileVMError

@@ -1,4 +1,4 @@
-"""The tilevm command line: ``python -m tilevm info | demo | layout | compile``."""
+"""The tilevm command line: ``python -m tilevm info | demo | layout | compile | cache | bench``."""
 
 from __future__ import annotations
 
@@ -278,6 +278,13 @@ def cmd_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ---------------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_command
+
+    return run_command(args)
+
+
 # -- cache ---------------------------------------------------------------------------------------
 def _size(n: int) -> str:
     if n < 1024:
@@ -389,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
         "'clear' removes them all.",
     )
     cache.add_argument("action", choices=["list", "clear"])
+    from .bench import add_parser as add_bench_parser  # stdlib only until a benchmark runs
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -398,6 +408,7 @@ COMMANDS = {
     "layout": cmd_layout,
     "compile": cmd_compile,
     "cache": cmd_cache,
+    "bench": cmd_bench,
 }
 
 
