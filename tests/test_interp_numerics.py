@@ -372,6 +372,7 @@ def binary_reference(t: DataType, op: str, a: np.ndarray, b: np.ndarray) -> np.n
 @settings(max_examples=300, deadline=None)
 @given(binary_cases())
 @example((tilevm.int1, "floordiv", np.array([0]), np.array([-1])))  # int1's only nonzero is -1
+@example((tilevm.uint1, "add", np.array([1]), 1))  # a bool tile plus a Python int: int32, 2
 def test_elementwise_binary_ops_match_a_reference_in_every_type(case):
     t, op, a, b = case
     expect = binary_reference(t, op, a, np.asarray(b, dtype=a.dtype))

@@ -537,6 +537,8 @@ def tile_result_type(op: str, a: Any, b: Any) -> DataType:
             raise IRError(f"{op}: mixing a {known} tile with the float {other}; cast the tile")
         if op in BITWISE and known.is_float:
             raise IRError(f"{op}: bit operations need integer tiles; got {known}")
+        if known == BOOL:  # the scalar is a bool too: the same type as two bool tiles give
+            return result_type(op, known, known)
         return known
     if op in ARITHMETIC and ta.is_float and tb.is_float and ta != tb:
         raise IRError(f"{op}: operands are {ta} and {tb}; cast one so they match")
