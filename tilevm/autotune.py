@@ -75,6 +75,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import write_atomically
 from ._version import __version__
 from .dtypes import DataType
 from .errors import TileVMError
@@ -420,19 +421,6 @@ def _locked(path: Path):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    # Written next to the target and moved into place: readers see the old or the new file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 # -- the autotuner -------------------------------------------------------------------------------
 class Autotuner:
     """A kernel that launches with the best of ``configs`` for its ``key``; see the module docs.
@@ -731,7 +719,7 @@ class Autotuner:
                     ],
                     "best": dict(sorted(best_map.items())),
                 }
-                _write_atomically(path, json.dumps(data, indent=1) + "\n")
+                write_atomically(path, json.dumps(data, indent=1) + "\n")
         except OSError as err:
             logger.warning("tilevm autotune: cannot write %s (%s); not persisting", path, err)
 

@@ -44,17 +44,17 @@ import numpy as np
 from ..ir import inst as I
 from ..ir.expr import Const, Expr
 from ..ir.tensor import SharedTensor
-from ..layouts.indexing import local_parts, local_radices, mode_weights
+from ..layouts.indexing import local_parts, local_radices
 from ..layouts.register import RegisterLayout
 from ..layouts.shared import shared_row_major
 from ..passes.infer_layouts import auto_layout
 from ..passes.ldmatrix_match import rows_fit_shared
+from ..passes.vectorise import widest_vector
 from .emitter import EMIT, CodegenError, Emitter, GlobalVar, SharedVar
 from .ldmatrix import emit_ldmatrix
 from .text import add, as_int, mul
 from .values import elem_bytes, elem_ctype, elem_literal, from_code, to_code
 
-MAX_VECTOR_BYTES = 16
 _VECTOR_TYPES = {2: "tv_u16", 4: "tv_u32", 8: "tv_b64", 16: "tv_b128"}
 
 
@@ -94,17 +94,6 @@ def runs(layout: RegisterLayout, vector: int) -> Runs:
     return Runs(vector, count, tuple(radices), parts)
 
 
-def _inner_run(layout: RegisterLayout) -> int:
-    """Extent of the innermost register digit when it runs along the last dimension (stride 1)."""
-    if not layout.local_modes:
-        return 1
-    inner = layout.local_modes[-1]
-    dims = layout._mode_dims()
-    if dims[inner] != layout.rank - 1 or mode_weights(layout)[inner] != 1:
-        return 1
-    return layout.mode_shape[inner]
-
-
 def _gcd_values(values: np.ndarray) -> int:
     return math.gcd(*(int(v) for v in np.unique(np.abs(values)))) if values.size else 0
 
@@ -138,10 +127,7 @@ def vector_width(
     accesses do not speculate); ``pointer_bytes`` is the size of its elements,
     which the pointer is aligned to anyway.
     """
-    v = 1
-    while _inner_run(layout) % (v * 2) == 0 and (v * 2) * ebytes <= MAX_VECTOR_BYTES:
-        v *= 2
-    v = min(v, max_elements)
+    v = widest_vector(layout, ebytes, max_elements)
     if as_int(_const(strides[-1])) != 1:
         return 1, ""
     speculate = pointer is not None and em.options.speculate != "off"

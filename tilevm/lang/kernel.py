@@ -120,6 +120,7 @@ class Kernel:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self.params = _classify(fn, scope)
+        self._signature = inspect.signature(fn)  # bound on every launch
         constants = [p.name for p in self.params if p.kind == "constexpr"]
         if isinstance(num_warps, str):
             if num_warps not in constants:
@@ -200,7 +201,7 @@ class Kernel:
 
     def launch(self, grid: Any, args: Sequence[Any], kwargs: dict[str, Any], backend: str | None):
         try:
-            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+            bound = self._signature.bind(*args, **kwargs)
         except TypeError as err:
             raise LaunchError(f"{self.__name__}: {err}") from None
         bound.apply_defaults()

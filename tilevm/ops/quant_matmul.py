@@ -19,6 +19,7 @@ The launch configuration depends on M (:func:`choose_config`):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class Config:
     k_tiles_per_split: int
 
 
+@functools.cache
 def _sm_count(device: torch.device) -> int:
     if device.type != "cuda":
         return 1
@@ -68,11 +70,6 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
     return Config(block_m, warps, -(-k_tiles // per_split), per_split)
 
 
-def _placeholder(like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A one-element tensor for a pointer the kernel does not read (its constant says so)."""
-    return torch.empty(1, dtype=dtype, device=like.device)
-
-
 def _run(
     x: torch.Tensor,
     packed: torch.Tensor,
@@ -93,18 +90,16 @@ def _run(
     cfg = cfg or choose_config(m, n, k, wtype.nbits, x.device)
     n_tiles = packed.shape[1]
     partial = cfg.splits > 1
-    work = (
-        torch.empty(cfg.splits, m, n, dtype=torch.float32, device=x.device)
-        if partial
-        else _placeholder(x, torch.float32)
-    )
+    # Without PARTIAL the kernel never reads the workspace; it still takes a float32 tensor.
+    shape = (cfg.splits, m, n) if partial else (1,)
+    work = torch.empty(shape, dtype=torch.float32, device=x.device)
     grid = (-(-m // cfg.block_m), -(-n_tiles // cfg.warps), cfg.splits)
-    bias_arg = bias if bias is not None else _placeholder(x, x.dtype)
+    bias_arg = bias if bias is not None else x  # not read without HAS_BIAS
     GEMM[act][grid](
         x,
         packed,
         scales,
-        zeros if zeros is not None else _placeholder(x, x.dtype),
+        zeros if zeros is not None else x,  # not read without HAS_ZEROS
         bias_arg,
         out,
         work,

@@ -10,12 +10,12 @@ between runs and touch no globals.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._files import write_atomically
 from ..ir.printer import format_program
 from ..ir.program import Program
 from ..ir.verify import verify
@@ -75,12 +75,4 @@ def _env_dump_dir() -> Path | None:
 def _dump(root: Path, program: Program, index: int, name: str) -> None:
     folder = root / program.name
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{index:02d}-{name}.txt"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(format_program(program))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(folder / f"{index:02d}-{name}.txt", format_program(program))

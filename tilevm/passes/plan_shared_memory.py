@@ -46,7 +46,7 @@ from ..ir.program import Program
 from ..ir.stmt import instructions
 from ..layouts.shared import choose_swizzle, shared_row_major
 from .infer_layouts import auto_layout
-from .vectorise import widest_vector
+from .vectorise import elem_bytes, widest_vector
 
 ALIGN = 16
 
@@ -109,10 +109,6 @@ class SharedAllocator:
         raise AssertionError("not a live shared tensor")
 
 
-def _elem_bytes(dtype) -> int:
-    return max(1, dtype.nbits // 8)
-
-
 def _accesses(program: Program, tensor) -> list[tuple[Any, int]] | None:
     """(register layout, vector) of every access to ``tensor``; None if one covers a part."""
     out = []
@@ -121,10 +117,10 @@ def _accesses(program: Program, tensor) -> list[tuple[Any, int]] | None:
             case I.LoadShared(src=src, out=reg) | I.StoreShared(dst=src, src=reg) if src is tensor:
                 if tuple(reg.shape) != tuple(tensor.shape) or reg.layout is None:
                     return None
-                out.append((reg.layout, widest_vector(reg.layout, _elem_bytes(tensor.dtype))))
+                out.append((reg.layout, widest_vector(reg.layout, elem_bytes(tensor.dtype))))
             case I.CopyAsync(dst=dst) if dst is tensor:
                 layout = auto_layout(tensor.shape, program.num_threads, tensor.dtype.nbits)
-                out.append((layout, widest_vector(layout, _elem_bytes(tensor.dtype))))
+                out.append((layout, widest_vector(layout, elem_bytes(tensor.dtype))))
     return out
 
 
@@ -148,7 +144,7 @@ def plan_shared_memory(program: Program) -> Program:
             tensor = inst.out
             if tensor.layout is None:
                 tensor.layout = _choose_layout(program, tensor)
-            nbytes = tensor.layout.size * _elem_bytes(tensor.dtype)
+            nbytes = tensor.layout.size * elem_bytes(tensor.dtype)
             program.plan.shared_offsets[tensor] = allocator.alloc(tensor, nbytes)
         elif isinstance(inst, I.FreeShared):
             allocator.free(inst.tensor)

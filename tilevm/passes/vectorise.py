@@ -66,22 +66,23 @@ def _unit_stride(tensor) -> bool:
     )
 
 
-def _ebytes(dtype) -> int:
+def elem_bytes(dtype) -> int:
+    """Bytes of one element in memory (sub-byte types count as one; they move as bytes)."""
     return max(1, dtype.nbits // 8)
 
 
 def _vector_of(inst: I.Instruction, num_threads: int) -> int | None:
     match inst:
         case I.LoadGlobal(src=src, out=out):
-            return widest_vector(out.layout, _ebytes(out.dtype)) if _unit_stride(src) else 1
+            return widest_vector(out.layout, elem_bytes(out.dtype)) if _unit_stride(src) else 1
         case I.StoreGlobal(dst=dst, src=src):
-            return widest_vector(src.layout, _ebytes(src.dtype)) if _unit_stride(dst) else 1
+            return widest_vector(src.layout, elem_bytes(src.dtype)) if _unit_stride(dst) else 1
         case I.LoadShared(src=src, out=out):
-            return widest_vector(out.layout, _ebytes(out.dtype), shared_cap(src))
+            return widest_vector(out.layout, elem_bytes(out.dtype), shared_cap(src))
         case I.StoreShared(dst=dst, src=src):
-            return widest_vector(src.layout, _ebytes(src.dtype), shared_cap(dst))
+            return widest_vector(src.layout, elem_bytes(src.dtype), shared_cap(dst))
         case I.CopyAsync(dst=dst, src=src):
-            ebytes = _ebytes(dst.dtype)
+            ebytes = elem_bytes(dst.dtype)
             layout = auto_layout(dst.shape, num_threads, ebytes * 8)
             v = widest_vector(layout, ebytes, shared_cap(dst))
             return v if _unit_stride(src) else 1
@@ -98,4 +99,11 @@ def vectorise(program: Program) -> Program:
     return program
 
 
-__all__ = ["MAX_VECTOR_BYTES", "contiguous_run", "shared_cap", "vectorise"]
+__all__ = [
+    "MAX_VECTOR_BYTES",
+    "contiguous_run",
+    "elem_bytes",
+    "shared_cap",
+    "vectorise",
+    "widest_vector",
+]

@@ -37,11 +37,11 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._files import write_atomically
 from .._version import __version__
 from ..errors import TileVMError
 from .compiler import (
@@ -250,14 +250,7 @@ class DiskCache:
         self._memory[key] = module
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key[:16]}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                _unlink(Path(tmp))
-                raise
+            write_atomically(path, data)
         except OSError as err:
             logger.warning("tilevm cache: cannot write %s (%s); not caching it", path, err)
 
