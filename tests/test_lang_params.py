@@ -133,6 +133,21 @@ def test_num_warps_must_be_an_int_from_1_to_32():
     assert eight.program().num_warps == 8
 
 
+def test_num_warps_may_name_a_constexpr_that_each_specialisation_sets():
+    @tilevm.kernel(num_warps="WARPS")
+    def k(x: tilevm.Ptr[f32], WARPS: tilevm.constexpr):
+        pass
+
+    assert k.program(WARPS=2).num_warps == 2 and k.program(WARPS=8).num_warps == 8
+    with pytest.raises(TileVMError, match=r"constant WARPS \(the warp count\) must be an int"):
+        k.program(WARPS=64)
+    with pytest.raises(TileVMError, match=r"num_warps='N' must name a constexpr parameter"):
+
+        @tilevm.kernel(num_warps="N")
+        def bad(x: tilevm.Ptr[f32], n: tilevm.int32):
+            pass
+
+
 # -- specialisation ----------------------------------------------------------------------------
 def test_each_set_of_constants_compiles_once():
     assert scale.program(BLOCK=8) is scale.program(BLOCK=8)

@@ -104,6 +104,10 @@ def test_bad_inputs_name_the_argument():
         quant_matmul(torch.randn(2, 128).bfloat16(), q)
     with pytest.raises(ValueError, match=r"bias must have shape \[64\]"):
         quant_matmul(torch.randn(2, 128).half(), q, torch.zeros(65).half())
+    with pytest.raises(ValueError, match=r"bias must be torch\.float16 on cpu like x"):
+        quant_matmul(torch.randn(2, 128).half(), q, torch.zeros(64))
+    with pytest.raises(ValueError, match=r"x is on meta but qweight is on cpu"):
+        quant_matmul(torch.empty(2, 128, dtype=torch.float16, device="meta"), q)
     with pytest.raises(TypeError, match=r"qweight must be a tilevm\.QuantizedWeight"):
         quant_matmul(torch.randn(2, 128).half(), torch.zeros(64, 128))
 

@@ -181,11 +181,12 @@ def run_examples() -> list[str]:
         f"softmax              37x100     max |error| vs numpy = {softmax.check():.2g}",
         f"matmul_fp16          50x40x70   max error / max |C| = {matmul_fp16.check():.2g}",
     ]
+    m, n, k = 21, 128, 128
     for name in ("int3", "float6_e3m2"):
-        err, qerr = lowbit_gemm.check(name)
+        err, qerr = lowbit_gemm.check(name, m, n, k)
         label = f"W{dtypes.dtype(name).nbits}A16 {name}"
         lines.append(
-            f"{label:<21}21x64x128  max error / max |y| = {err:.2g} "
+            f"{label:<21}{f'{m}x{n}x{k}':<11}max error / max |y| = {err:.2g} "
             f"(weights quantised with rms error {qerr:.3f})"
         )
     return lines
