@@ -396,8 +396,12 @@ def _annotate_layout(em: Emitter, inst: I.AnnotateLayout) -> None:
     """Layout inference has used the annotation; nothing runs."""
 
 
-def _move(em: Emitter, out: RegisterTensor, x: RegisterTensor, transform) -> None:
-    """``out``'s registers from ``x``'s: in place when every thread holds what it needs."""
+def _move(em: Emitter, out: RegisterTensor, x: RegisterTensor, transform, offsets=None) -> None:
+    """``out``'s registers from ``x``'s: in place when every thread holds what it needs.
+
+    Otherwise through a row-major scratch copy of ``x``, read back with
+    ``out``'s shape (a reshape) or as ``x``'s part at ``offsets`` (a slice).
+    """
     name = em.declare(out)
     src = em.tile(x)
     regs = local_map(em.layout(out), em.layout(x), em.block_threads, transform)
@@ -407,8 +411,12 @@ def _move(em: Emitter, out: RegisterTensor, x: RegisterTensor, transform) -> Non
     with em.block():
         sv = scratch_tile(em, x)
         store_scratch(em, sv, x)
-        view = SharedVar(sv.name, sv.tensor, sv.offset, _row_major(out.shape), None)
-        shared_access(em, view, em.layout(out), [0] * out.rank, name, False, out.dtype)
+        if offsets is None:
+            view = SharedVar(sv.name, sv.tensor, sv.offset, _row_major(out.shape), None)
+            offsets = [0] * out.rank
+        else:
+            view = sv
+        shared_access(em, view, em.layout(out), list(offsets), name, False, out.dtype)
         em.line("__syncthreads();")
 
 
@@ -420,6 +428,12 @@ def _convert_layout(em: Emitter, inst: I.ConvertLayout) -> None:
 @EMIT.rule(I.Reshape)
 def _reshape(em: Emitter, inst: I.Reshape) -> None:
     _move(em, inst.out, inst.x, reshape_transform(inst.out.shape, inst.x.shape))
+
+
+@EMIT.rule(I.Slice)
+def _slice(em: Emitter, inst: I.Slice) -> None:
+    shift = np.array(inst.offsets)
+    _move(em, inst.out, inst.x, lambda index: index + shift, inst.offsets)
 
 
 def _row_major(shape) -> tuple[int, ...]:

@@ -86,6 +86,12 @@ def _reshape(m: Machine, inst: I.Reshape) -> None:
     m.set_tile(inst.out, m.tile(inst.x).reshape(inst.out.shape))
 
 
+@RULES.rule(I.Slice)
+def _slice(m: Machine, inst: I.Slice) -> None:
+    index = tuple(slice(o, o + s) for o, s in zip(inst.offsets, inst.out.shape))
+    m.set_tile(inst.out, m.tile(inst.x)[index].copy())
+
+
 @RULES.rule(I.ConvertLayout)
 def _convert_layout(m: Machine, inst: I.ConvertLayout) -> None:
     """Layouts place values on threads; the logical tile is unchanged."""

@@ -367,6 +367,29 @@ class Builder:
             )
         return self.emit(I.Reshape(RegisterTensor(x.dtype, shape), x))
 
+    def slice(
+        self, x: RegisterTensor, offsets: Sequence[int], shape: Sequence[int]
+    ) -> RegisterTensor:
+        _expect(x, RegisterTensor, "slice")
+        shape = _shape(shape, "slice: shape")
+        starts = tuple(offsets)
+        if len(starts) != x.rank or len(shape) != x.rank:
+            raise IRError(
+                f"slice: a {x.rank}-d tile needs {x.rank} offsets and a {x.rank}-d shape; got "
+                f"offsets {list(starts)} and shape {list(shape)}"
+            )
+        for d, o in enumerate(starts):
+            if not isinstance(o, (int, np.integer)) or isinstance(o, bool):
+                what = f"the runtime value {o.name}" if isinstance(o, Var) else repr(o)
+                raise IRError(f"slice: offsets must be compile-time ints; offset {d} is {what}")
+        starts = tuple(int(o) for o in starts)
+        if any(o < 0 or o + s > e for o, s, e in zip(starts, shape, x.shape)):
+            raise IRError(
+                f"slice: the part at {list(starts)} of shape {list(shape)} does not lie inside "
+                f"the {list(x.shape)} tile"
+            )
+        return self.emit(I.Slice(RegisterTensor(x.dtype, shape), x, starts))
+
     def assign(self, dst: RegisterTensor, src: RegisterTensor) -> None:
         _expect(src, RegisterTensor, "assign")
         if (dst.dtype, dst.shape) != (src.dtype, src.shape):

@@ -280,6 +280,23 @@ class Reshape(Instruction):
 
 
 @_inst
+class Slice(Instruction):
+    """``out`` = the part of ``x`` at static ``offsets`` with ``out.shape`` (``x[o : o + s]``).
+
+    When ``x``'s layout is ``local(q) * L`` with the part one of the ``q``
+    blocks, ``out`` is ``L`` and the slice is a choice of registers: no data
+    moves (a 64 x 64 weight tile sliced into four k16 steps, say).
+    """
+
+    out: RegisterTensor
+    x: RegisterTensor
+    offsets: tuple[int, ...]
+    loc: SourceLoc | None = None
+
+    INPUTS = ("x",)
+
+
+@_inst
 class ConvertLayout(Instruction):
     """``out`` = ``x`` moved to ``out.layout`` (through shared memory on a GPU).
 

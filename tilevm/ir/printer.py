@@ -352,6 +352,11 @@ def _reshape(inst: I.Reshape, p: Printer) -> str:
     return p.define(inst.out, f"reshape {p.name(inst.x)}")
 
 
+@PRINT_RULES.rule(I.Slice)
+def _slice(inst: I.Slice, p: Printer) -> str:
+    return p.define(inst.out, f"slice {p.name(inst.x)} at {list(inst.offsets)}")
+
+
 @PRINT_RULES.rule(I.ConvertLayout)
 def _convert_layout(inst: I.ConvertLayout, p: Printer) -> str:
     return p.define(inst.out, f"convert_layout {p.name(inst.x)}")

@@ -696,6 +696,28 @@ def _reshape(inst: I.Reshape, c: Checker) -> None:
     c.result(out, x.dtype, out.shape, "reshape")
 
 
+@VERIFY_RULES.rule(I.Slice)
+def _slice(inst: I.Slice, c: Checker) -> None:
+    x, out = inst.x, inst.out
+    c.expect(x, RegisterTensor, "slice")
+    c.expect(out, RegisterTensor, "slice: the result")
+    c.shape(out.shape, "slice: shape")
+    offsets = inst.offsets
+    if (
+        not isinstance(offsets, tuple)
+        or len(offsets) != x.rank
+        or len(out.shape) != x.rank
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
+        c.fail(f"slice: expected {x.rank} int offsets and a {x.rank}-d shape; got {offsets!r}")
+    if any(o < 0 or o + s > e for o, s, e in zip(offsets, out.shape, x.shape)):
+        c.fail(
+            f"slice: the part at {list(offsets)} of shape {_shape_text(out.shape)} does not lie "
+            f"inside {_shape_text(x.shape)}"
+        )
+    c.result(out, x.dtype, out.shape, "slice")
+
+
 @VERIFY_RULES.rule(I.Assign)
 def _assign(inst: I.Assign, c: Checker) -> None:
     dst, src = inst.out, inst.x

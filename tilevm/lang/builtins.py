@@ -286,6 +286,16 @@ def reshape(ctx, x, shape) -> RegisterTensor:
 
 
 @builtin
+def slice(ctx, x, offsets, shape) -> RegisterTensor:
+    """The part of register tile ``x`` at compile-time ``offsets`` with ``shape``.
+
+    Free (a choice of registers) when ``x``'s layout repeats the part's layout
+    in registers, as ``local(4, 1) * mma_m16n8k16_b()`` does for each 16-row part.
+    """
+    return ctx.builder.slice(x, _seq(offsets), _seq(shape))
+
+
+@builtin
 def annotate_layout(ctx, x, layout) -> RegisterTensor:
     """Fix the register layout of tile ``x``; returns ``x``."""
     ctx.builder.annotate_layout(x, layout)

@@ -33,7 +33,7 @@ from .global_layout import (
     known_divisor,
     size_symbol,
 )
-from .ops import broadcast, concat, flatten, permute, reduce, reshape
+from .ops import broadcast, concat, flatten, part, permute, reduce, reshape
 from .register import (
     RegisterLayout,
     column_local,
@@ -101,6 +101,7 @@ __all__ = [
     "pack_for_layout",
     "packed_byte_layout",
     "parse_layout",
+    "part",
     "permute",
     "product",
     "reduce",

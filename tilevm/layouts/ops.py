@@ -1,4 +1,4 @@
-"""Shape operations on register layouts: concat, permute, reshape, reduce and broadcast.
+"""Shape operations on register layouts: concat, permute, reshape, reduce, broadcast, slice.
 
 Each is a pure function of layouts (the register-level function changes only
 as its post-condition says). Worked example with ``L = spatial(2, 4) * local(1, 2)``
@@ -14,6 +14,10 @@ as its post-condition says). Worked example with ``L = spatial(2, 4) * local(1, 
   and the 2 registers along the row collapse into 1.
 - ``broadcast(reduce(L, [1]), (2, 8))`` widens it back to 2x8 by giving every
   thread all 8 copies of its row's value in registers: ``reduce`` undoes it.
+- ``part(L, (1, 8))`` is None: each row is spread over 4 threads of the 8, so
+  a row is not a set of registers. For ``M = local(2, 1) * spatial(1, 4)`` (a
+  2x4 tile, 4 threads, 2 registers) ``part(M, (1, 4))`` is ``spatial(1, 4)``:
+  row i is register i of every thread.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import math
 from collections.abc import Sequence
 
 from ..errors import LayoutError
-from .register import RegisterLayout, _Form, _ints, local, product
+from .register import RegisterLayout, _Form, _ints, left_divide, local, product
 
 
 def concat(a: RegisterLayout, b: RegisterLayout) -> RegisterLayout:
@@ -135,6 +139,25 @@ def broadcast(layout: RegisterLayout, shape: Sequence[int]) -> RegisterLayout:
             )
         factors.append(want // have)
     return product(layout, local(*factors))
+
+
+def part(layout: RegisterLayout, shape: Sequence[int]) -> RegisterLayout | None:
+    """The layout P of each aligned ``shape`` block of ``layout``'s tile, if it is one of registers.
+
+    That is the P with ``local(q) * P == layout`` where ``q = layout.shape / shape``:
+    block ``b`` (row-major over ``q``) is then held in registers
+    ``b * P.local_size ... (b + 1) * P.local_size - 1`` of every thread.
+    Post-condition: ``layout(t, b * P.local_size + l) == P(t, l) + b_index * shape``
+    with ``b_index`` the block's coordinates. None when no such P exists (or
+    ``shape`` does not divide the tile).
+    """
+    shape = _ints(shape, "part: shape")
+    if len(shape) != layout.rank or any(s % p for s, p in zip(layout.shape, shape)):
+        return None
+    try:
+        return left_divide(local(*(s // p for s, p in zip(layout.shape, shape))), layout)
+    except LayoutError:
+        return None
 
 
 def flatten(layout: RegisterLayout) -> RegisterLayout:

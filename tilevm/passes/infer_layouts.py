@@ -39,6 +39,7 @@ from ..ir.stmt import For, If, InstStmt, Seq, While
 from ..ir.stmt import instructions as stmt_instructions
 from ..ir.tensor import RegisterTensor
 from ..layouts import fragments
+from ..layouts.ops import part as part_layout
 from ..layouts.ops import reduce as reduce_layout
 from ..layouts.ops import reshape as reshape_layout
 from ..layouts.register import RegisterLayout, local, replicate, spatial
@@ -259,7 +260,7 @@ def _dot_wants(inst: I.Dot):
     return [("a", inst.a.layout), ("b", inst.b.layout), ("c", inst.out.layout)]
 
 
-@WANTS.rule(I.Reduce, I.Reshape, I.View, *LAYOUT_NEUTRAL)
+@WANTS.rule(I.Reduce, I.Reshape, I.Slice, I.View, *LAYOUT_NEUTRAL)
 def _no_wants(inst):
     return []
 
@@ -301,6 +302,20 @@ def _reshape(inst: I.Reshape, state: State) -> None:
             state.set(inst.x, reshape_layout(inst.out.layout, inst.x.shape))
     except LayoutError:
         pass  # not expressible: the default layouts and a conversion take over
+
+
+@RULES.rule(I.Slice)
+def _slice(inst: I.Slice, state: State) -> None:
+    """A part at a multiple of its shape takes the repeated layout (its registers), and back."""
+    shape = inst.out.shape
+    if any(o % s for o, s in zip(inst.offsets, shape)):
+        return  # not one of the aligned blocks: the default layouts and a conversion take over
+    if inst.x.layout is not None:
+        layout = part_layout(inst.x.layout, shape)
+        if layout is not None:
+            state.set(inst.out, layout)
+    elif inst.out.layout is not None:
+        state.set(inst.x, local(*(e // s for e, s in zip(inst.x.shape, shape))) * inst.out.layout)
 
 
 @RULES.rule(I.View)
