@@ -419,3 +419,32 @@ def test_cli_cache_clear_says_what_it_removed(env_cache, capsys):
 def test_decode_rejects_bytes_stored_under_another_key(module, key):
     with pytest.raises(ValueError, match="holds key"):
         decode_entry("d" * 64, encode_entry(key, module))
+
+
+class _Report:
+    def __init__(self, spill_bytes: int):
+        self.spill_bytes = spill_bytes
+
+
+class _Module:
+    def __init__(self, options, spill_bytes):
+        self.options, self.report = tuple(options), _Report(spill_bytes)
+
+
+@pytest.mark.parametrize(
+    ("first", "retry", "kept"),
+    [(0, None, "first"), (8, 0, "retry"), (8, 16, "first"), (8, 8, "first")],
+)
+def test_a_spilling_kernel_is_compiled_again_without_the_occupancy_target(
+    monkeypatch, first, retry, kept
+):
+    calls = []
+
+    def fake(source, name, target, *, options=()):
+        calls.append(tuple(options))
+        return _Module(options, first if not options else retry)
+
+    monkeypatch.setattr(cache_mod, "compile_cached", fake)
+    module = cache_mod.compile_kernel("src", "k", "sm_80")
+    assert calls == ([()] if retry is None else [(), cache_mod.NO_SPILL_RETRY])
+    assert module.options == (() if kept == "first" else cache_mod.NO_SPILL_RETRY)

@@ -251,9 +251,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.emit == "cuda":
         print(cuda.source, end="")
         return 0
-    from .runtime.cache import compile_cached
+    from .runtime.cache import compile_kernel
 
-    module = compile_cached(cuda.source, cuda.name, args.arch)
+    module = compile_kernel(cuda.source, cuda.name, args.arch)
     print(module.ptx, end="")
     resources = module.kernel
     print(

@@ -206,11 +206,11 @@ def compile_one(kernel: Kernel, config: Mapping[str, Any], arch: str) -> str | N
     """Compile ``kernel`` for ``config`` through the compile cache; the error text, or None."""
     from .codegen import emit_cuda
     from .passes.pipeline import run_pipeline
-    from .runtime.cache import compile_cached
+    from .runtime.cache import compile_kernel
 
     try:
         cuda = emit_cuda(run_pipeline(kernel.program(**dict(config))))
-        compile_cached(cuda.source, cuda.name, arch)
+        compile_kernel(cuda.source, cuda.name, arch)
     except Exception as err:
         return _describe(err)
     return None

@@ -27,6 +27,7 @@ import numpy as np
 from .. import dtypes
 from ..dtypes import DataType
 from ..errors import LayoutError, TileVMError
+from ..layouts.ops import part
 from ..layouts.register import RegisterLayout
 from ..layouts.view import check_view_legal, view_layout
 from . import inst as I
@@ -388,7 +389,10 @@ class Builder:
                 f"slice: the part at {list(starts)} of shape {list(shape)} does not lie inside "
                 f"the {list(x.shape)} tile"
             )
-        return self.emit(I.Slice(RegisterTensor(x.dtype, shape), x, starts))
+        layout = None
+        if x.layout is not None and not any(o % s for o, s in zip(starts, shape)):
+            layout = part(x.layout, shape)  # an aligned part of a repeat: its registers
+        return self.emit(I.Slice(RegisterTensor(x.dtype, shape, layout), x, starts))
 
     def assign(self, dst: RegisterTensor, src: RegisterTensor) -> None:
         _expect(src, RegisterTensor, "assign")

@@ -48,13 +48,13 @@ def build(program: Program, device: int) -> Built:
 
     from ..codegen import emit_cuda
     from ..passes.pipeline import run_pipeline
-    from .cache import compile_cached
+    from .cache import compile_kernel
     from .compiler import Target
 
     lowered = run_pipeline(program)
     cuda = emit_cuda(lowered)
     target = Target.for_device(*torch.cuda.get_device_capability(device))
-    module = compile_cached(cuda.source, cuda.name, target)
+    module = compile_kernel(cuda.source, cuda.name, target)
     spills = module.report.spill_bytes
     if spills:
         log.warning("%s spills %d bytes on %s", cuda.name, spills, target.arch)

@@ -1,12 +1,14 @@
 """The compile cache: in memory, then on disk, keyed by everything that changes the cubin.
 
 :func:`compile_cached` looks a module up in a per-process dict, then on disk,
-and only then runs NVRTC. The key (:func:`module_key`) is a sha256 over the
-generated source, the kernel name, the target, the full NVRTC option list, the
-NVRTC version, a hash of tilevm's own sources and tilevm's version: a cache
-keyed on the source alone would go stale when an emitter changes. Headers
-found through ``include_dirs`` are not hashed (only their directory names,
-through the options); tilevm's generated code includes none.
+and only then runs NVRTC; :func:`compile_kernel` (what launches and the
+autotuner use) adds one retry for a kernel that spills. The key
+(:func:`module_key`) is a sha256 over the generated source, the kernel name,
+the target, the full NVRTC option list, the NVRTC version, a hash of
+tilevm's own sources and tilevm's version: a cache keyed on the source alone
+would go stale when an emitter changes. Headers found through
+``include_dirs`` are not hashed (only their directory names, through the
+options); tilevm's generated code includes none.
 
 On disk (``$TILEVM_CACHE_DIR/modules``, by default ``~/.cache/tilevm/modules``)
 each key is one file, ``<key>.entry``::
@@ -369,3 +371,24 @@ def compile_cached(
         )
         cache.put(key, module)
     return module
+
+
+NO_SPILL_RETRY = ("--maxrregcount=255",)
+"""The options of :func:`compile_kernel`'s second try."""
+
+
+def compile_kernel(source: str, name: str, target: Target | str) -> CompiledModule:
+    """A generated kernel's module: :func:`compile_cached`, tried again if it spills.
+
+    Without a register limit ptxas aims at an occupancy it picks itself, and a
+    kernel just above a step (128 or 168 registers for 128 threads) may come
+    out a few bytes of spill below it. Asked again with ``--maxrregcount=255``
+    it uses the registers it needs; the try that spills less is kept (the
+    first on a tie). Both tries go through the cache, so a later process
+    repeats neither.
+    """
+    module = compile_cached(source, name, target)
+    if module.report.spill_bytes == 0:
+        return module
+    retry = compile_cached(source, name, target, options=NO_SPILL_RETRY)
+    return retry if retry.report.spill_bytes < module.report.spill_bytes else module
