@@ -112,7 +112,48 @@ def test_bad_inputs_name_the_argument():
         quant_matmul(torch.randn(2, 128).half(), torch.zeros(64, 128))
 
 
-def test_the_interpreter_runs_unsplit_16_row_blocks_of_up_to_4_warps():
+def test_the_interpreter_runs_unsplit_decode_blocks_and_the_first_prefill_shape():
     cpu = torch.device("cpu")
     assert choose_config(1, 4096, 4096, 4, cpu) == Config(16, 4, 1, 64)
-    assert choose_config(300, 100, 96, 3, cpu) == Config(16, 2, 1, 2)
+    assert choose_config(16, 100, 96, 3, cpu) == Config(16, 2, 1, 2)
+    assert choose_config(17, 100, 96, 3, cpu) == Config(64, 2, 1, 2, prefill=True, warps_m=2)
+    assert choose_config(300, 4096, 4096, 3, cpu).num_warps == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "group", "zero_point", "shape", "cfg"),
+    [
+        ("int4", 64, False, (40, 128, 192), Config(32, 2, 1, 3, prefill=True, warps_m=2)),
+        ("uint3", 32, True, (70, 192, 320), Config(64, 1, 2, 3, prefill=True, warps_m=2)),
+        ("float6_e3m2", -1, False, (17, 130, 128), Config(16, 2, 1, 2, prefill=True)),
+        ("int8", 128, False, (129, 256, 384), Config(128, 4, 1, 6, prefill=True, warps_m=2)),
+        ("uint5", 64, False, (33, 64, 192), Config(128, 1, 1, 3, prefill=True, warps_m=4)),
+    ],
+)
+def test_the_prefill_kernel_in_every_tile_shape(name, group, zero_point, shape, cfg):
+    m, n, k = shape
+    gen = torch.Generator().manual_seed(m * n + k)
+    q = tilevm.quantize(torch.randn(n, k, generator=gen), name, group, zero_point)
+    x = torch.randn(m, k, generator=gen).half()
+    bias = torch.randn(n, generator=gen).half()
+    args = (x, q.packed, q.scales, q.zeros, bias, q.dtype, q.group_size, n, q.zero_offset)
+    y = _run(*args, cfg=cfg)
+    _check(y, x, q, bias)
+    if cfg.splits == 1:  # one k order per element: the decode kernel gives the same bits
+        decode = _run(*args, cfg=Config(16, 1, 1, cfg.k_tiles_per_split))
+        assert torch.equal(y, decode)
+
+
+def test_the_prefill_tile_shapes_are_those_the_tuner_chooses_from():
+    from tilevm.ops.quant_matmul import PREFILL_CONFIGS, _tuned_prefill
+
+    tuner = _tuned_prefill(tilevm.float16)
+    assert tuner.configs == tuple(PREFILL_CONFIGS)
+    for c in PREFILL_CONFIGS:
+        assert c["BLOCK_M"] % (16 * c["WARPS_M"]) == 0
+        assert c["NUM_WARPS"] == c["WARPS_M"] * c["WARPS_N"]
+    # Off the GPU the first shape runs, so the CPU result equals an explicit launch of it.
+    assert (
+        tuner.best_config(m=300, n=4096, k=4096, WTYPE=tilevm.int4, GROUP=128, HAS_ZEROS=False)
+        == PREFILL_CONFIGS[0]
+    )

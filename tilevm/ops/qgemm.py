@@ -5,14 +5,20 @@
 tiles of codes, k tiles outer, each tile's bytes in the order of one warp's
 mma.sync B fragments; see :mod:`tilevm.quant.packing`).
 
-One block computes ``BLOCK_M`` rows by ``64 * WARPS`` columns; warp ``w``
-owns the 64 columns of weight tile ``tile_n + w``. Per 64-deep tile of k:
+Two GEMM kernels share the weight path. A block computes ``BLOCK_M`` rows by
+``64 * WARPS_N`` columns; its warps form a ``WARPS_M x WARPS_N`` grid and
+warp ``(i, j)`` owns the 64 columns of weight tile ``tile_n + j`` (the
+``WARPS_M`` warps of a column load and dequantise the same tile). Per 64-deep
+tile of k:
 
 1. each thread's ``16 * b`` bytes of the *next* tile are requested (``b``
    16-byte loads of 32-bit words, :func:`weight_word_layout`; the bytes arrive
    in fragment order, so no shuffles and no shared memory), so that they are
    in flight while this tile computes;
-2. x's ``BLOCK_M x 64`` tile is loaded (rows past m and columns past k read 0);
+2. x's ``BLOCK_M x 64`` tile is at hand: :data:`GEMM` (decode, one warp row)
+   loads it into registers; :data:`GEMM_TC` (prefill) has copied it into
+   shared memory with ``cp.async`` one tile ahead (two buffers) and reads each
+   k step's ``BLOCK_M x 16`` with ``ldmatrix``;
 3. for each of the four mma k steps (16 rows of the tile): the ``b`` words a
    thread holds for that step (a :func:`tilevm.lang.slice` of
    :func:`weight_step_layout`, so only registers are picked) are viewed as
@@ -20,11 +26,11 @@ owns the 64 columns of weight tile ``tile_n + w``. Per 64-deep tile of k:
    zero point (a per-group tensor, or the fixed offset of offset-binary codes)
    subtracted and the group's scale multiplied, exactly the reference
    ``fp16(float32(q - z) * float32(s))``, and ``dot`` accumulates in fp32 with
-   mma.sync. Only one step's 16 dequantised registers are live at a time.
+   mma.sync. Only one step's dequantised registers are live at a time.
 
 The k tiles of a block are ``[split * k_tiles_per_split, ...)``: with more
 than one split (``PARTIAL``), blocks write fp32 partial sums to a workspace
-``[splits, m, n]`` and :data:`qgemm_reduce` adds them in a fixed order
+``[splits, m, n]`` and :data:`REDUCE` adds them in a fixed order
 (deterministic, no atomics), adds the bias and rounds to the output type.
 """
 
@@ -32,36 +38,81 @@ from __future__ import annotations
 
 import tilevm
 import tilevm.lang as tl
-from tilevm.layouts import local, part, spatial
+from tilevm.layouts import local, part, replicate, spatial
 
 from ..quant.packing import TILE_K, TILE_N, tile_bytes, tile_layout
 
 MMA_K = 16  # the k extent of one mma.m16n8k16
+STEPS = TILE_K // MMA_K  # mma k steps per weight tile
 
 
-def weight_layout(warps: int):
-    """Warp ``w`` holds weight tile ``w`` of the block (64 columns each) as mma B fragments."""
-    return spatial(1, warps) * tile_layout()
+def _warps(warps_m: int, warps_n: int):
+    """Warp (i, j) of the block's grid; the ``warps_m`` warps of a column hold the same data."""
+    return replicate(warps_m, rank=2) * spatial(1, warps_n)
 
 
-def weight_word_layout(warps: int, nbits: int):
-    """The block's packed tiles as 32-bit words, warp after warp, in load order.
+def weight_layout(warps_n: int, warps_m: int = 1):
+    """The block's 64 x 64 weight tiles as mma B fragments: warp column j holds tile j."""
+    return _warps(warps_m, warps_n) * tile_layout()
 
-    :func:`packed_byte_layout` in words: thread t's ``4 b`` words of a tile are
-    its bytes ``16 r + c`` at tile byte ``512 r + 16 t + c``.
+
+def weight_word_layout(warps_n: int, nbits: int, warps_m: int = 1):
+    """The block's packed tiles as 32-bit words, warp column after column, in load order.
+
+    :func:`~tilevm.layouts.packed_byte_layout` in words: thread t's ``4 b``
+    words of a tile are its bytes ``16 r + c`` at tile byte ``512 r + 16 t + c``.
     """
-    return spatial(warps) * local(nbits).spatial(32).local(4)
+    return replicate(warps_m) * spatial(warps_n) * local(nbits).spatial(32).local(4)
 
 
-def weight_step_layout(warps: int, nbits: int):
-    """The same words as ``[4, 32 * warps * b]``: row s holds the ``b`` words of each thread
+def weight_step_layout(warps_n: int, nbits: int, warps_m: int = 1):
+    """The same words as ``[4, 32 * warps_n * b]``: row s holds the ``b`` words of each thread
     that carry k step s (k rows ``16 s ... 16 s + 15``) of its warp's tile."""
-    return local(TILE_K // MMA_K, 1) * spatial(1, warps) * spatial(1, 32) * local(1, nbits)
+    return local(STEPS, 1) * _warps(warps_m, warps_n) * spatial(1, 32) * local(1, nbits)
 
 
-def step_layout(warps: int):
+def step_layout(warps_n: int, warps_m: int = 1):
     """One k step (16 rows) of the block's weights as mma B fragments."""
-    return part(weight_layout(warps), (MMA_K, TILE_N * warps))
+    return part(weight_layout(warps_n, warps_m), (MMA_K, TILE_N * warps_n))
+
+
+# -- the pieces both kernels share -------------------------------------------------------------
+@tilevm.func
+def _load_weights(gw, kt, n_tiles, tile_n, words, layout):
+    """The packed words of the block's weight tiles at k tile ``kt``."""
+    return tl.load(gw, [(kt * n_tiles + tile_n) * words], [layout.shape[0]], layout=layout)
+
+
+@tilevm.func
+def _weight_step(steps, step, s_tile, z_tile, group_rows, wtype, act, layout, zero_offset):
+    """k step ``step`` of the tile: codes viewed, cast, zero point subtracted, scaled."""
+    words = tl.slice(steps, [step, 0], [1, steps.shape[1]])
+    w = tl.cast(tl.view(words, wtype, layout), act)
+    g = (step * MMA_K) // group_rows  # the scale row of this step
+    block_n = layout.shape[1]
+    if z_tile is not None:
+        w = w - tl.slice(z_tile, [g, 0], [1, block_n])
+    elif zero_offset:
+        w = w - tl.full([1, block_n], zero_offset, act)
+    return w * tl.slice(s_tile, [g, 0], [1, block_n])
+
+
+@tilevm.func
+def _finish(acc, bias, out, partial, m, n, row, col, split, act, has_bias, is_partial):
+    """Partial sums to the workspace, or bias, rounding and the store of the block's tile."""
+    if is_partial:
+        gp = tl.global_view(partial, [tl.num_blocks(2), m, n])
+        tl.store(gp, tl.reshape(acc, [1, acc.shape[0], acc.shape[1]]), [split, row, col])
+    else:
+        if has_bias:
+            gb = tl.global_view(bias, [1, n])
+            acc = acc + tl.cast(tl.load(gb, [0, col], [1, acc.shape[1]]), tilevm.float32)
+        tl.store(tl.global_view(out, [m, n]), tl.cast(acc, act), [row, col])
+
+
+def _group_rows(group: int) -> int:
+    """Rows of a weight tile that share a scale row (GROUP 0 is per-channel)."""
+    return TILE_K if group == 0 or group >= TILE_K else group
 
 
 def _make_gemm(act: tilevm.DataType):
@@ -88,7 +139,7 @@ def _make_gemm(act: tilevm.DataType):
         PARTIAL: tilevm.constexpr,
     ):
         block_n = TILE_N * WARPS
-        nbytes = tile_bytes(WTYPE.nbits)
+        words = tile_bytes(WTYPE.nbits) // 4
         row = tl.block_idx(0) * BLOCK_M
         tile_n = tl.block_idx(1) * WARPS
         col = tile_n * TILE_N
@@ -97,53 +148,137 @@ def _make_gemm(act: tilevm.DataType):
         first = split * k_tiles_per_split
         last = tl.minimum(first + k_tiles_per_split, k_tiles)
         gx = tl.global_view(x, [m, k])
-        words = nbytes // 4
         gw = tl.global_view(packed, [k_tiles * n_tiles * words], dtype=tilevm.uint32)
         groups = 1 if GROUP == 0 else k // GROUP
         gs = tl.global_view(scales, [groups, n])
         gz = tl.global_view(zeros, [groups, n])
-        rows_per_tile = 1 if GROUP == 0 or GROUP >= TILE_K else TILE_K // GROUP
+        group_rows = _group_rows(GROUP)
         word_layout = weight_word_layout(WARPS, WTYPE.nbits)
-        # Software pipelining: tile kt + 1's loads are in flight while tile kt computes
-        # (the last tile loads itself again, from L1, rather than a tile past the split).
-        raw_next = tl.load(
-            gw, [(first * n_tiles + tile_n) * words], [WARPS * words], layout=word_layout
-        )
+        # The next tile's weights are in flight while this one computes (the last
+        # tile loads itself again, from L1, rather than a tile past the split).
+        raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
         acc = tl.zeros([BLOCK_M, block_n], tilevm.float32)
         for kt in range(first, last):
             raw = raw_next
-            ahead = tl.minimum(kt + 1, last - 1)
-            a = tl.load(gx, [row, kt * TILE_K], [BLOCK_M, TILE_K])
-            raw_next = tl.load(
-                gw, [(ahead * n_tiles + tile_n) * words], [WARPS * words], layout=word_layout
+            raw_next = _load_weights(
+                gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
             )
+            a = tl.load(gx, [row, kt * TILE_K], [BLOCK_M, TILE_K])
             steps = tl.view(raw, tilevm.uint32, weight_step_layout(WARPS, WTYPE.nbits))
             group = 0 if GROUP == 0 else (kt * TILE_K) // GROUP
-            s_tile = tl.load(gs, [group, col], [rows_per_tile, block_n])
+            s_tile = tl.load(gs, [group, col], [TILE_K // group_rows, block_n])
+            z_tile = None
             if HAS_ZEROS:
-                z_tile = tl.load(gz, [group, col], [rows_per_tile, block_n])
-            # One mma k step (16 rows of the tile) at a time: 16 dequantised registers live.
-            for step in tl.static_range(TILE_K // MMA_K):
-                step_words = tl.slice(steps, [step, 0], [1, WARPS * 32 * WTYPE.nbits])
-                w = tl.cast(tl.view(step_words, WTYPE, step_layout(WARPS)), act)
-                g = 0 if rows_per_tile == 1 else (step * MMA_K) // GROUP
-                if HAS_ZEROS:
-                    w = w - tl.slice(z_tile, [g, 0], [1, block_n])
-                elif ZERO_OFFSET:
-                    w = w - tl.full([1, block_n], ZERO_OFFSET, act)
-                w = w * tl.slice(s_tile, [g, 0], [1, block_n])
+                z_tile = tl.load(gz, [group, col], [TILE_K // group_rows, block_n])
+            for step in tl.static_range(STEPS):
+                w = _weight_step(
+                    steps,
+                    step,
+                    s_tile,
+                    z_tile,
+                    group_rows,
+                    WTYPE,
+                    act,
+                    step_layout(WARPS),
+                    ZERO_OFFSET,
+                )
                 acc = tl.dot(tl.slice(a, [0, step * MMA_K], [BLOCK_M, MMA_K]), w, acc)
-        if PARTIAL:
-            gp = tl.global_view(partial, [tl.num_blocks(2), m, n])
-            tl.store(gp, tl.reshape(acc, [1, BLOCK_M, block_n]), [split, row, col])
-        else:
-            if HAS_BIAS:
-                gb = tl.global_view(bias, [1, n])
-                acc = acc + tl.cast(tl.load(gb, [0, col], [1, block_n]), tilevm.float32)
-            tl.store(tl.global_view(out, [m, n]), tl.cast(acc, act), [row, col])
+        _finish(acc, bias, out, partial, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
 
     qgemm.__name__ = qgemm.__qualname__ = f"qgemm_{tilevm.dtypes.library_name(act)}"
     return tilevm.kernel(qgemm, num_warps="WARPS")
+
+
+def _make_gemm_tc(act: tilevm.DataType):
+    def qgemm_tc(
+        x: tilevm.Ptr[act],
+        packed: tilevm.Ptr[tilevm.uint8],
+        scales: tilevm.Ptr[act],
+        zeros: tilevm.Ptr[act],
+        bias: tilevm.Ptr[act],
+        out: tilevm.Ptr[act],
+        partial: tilevm.Ptr[tilevm.float32],
+        m: tilevm.int32,
+        n: tilevm.int32,
+        k: tilevm.int32,
+        n_tiles: tilevm.int32,
+        k_tiles_per_split: tilevm.int32,
+        WTYPE: tilevm.constexpr,
+        GROUP: tilevm.constexpr,
+        BLOCK_M: tilevm.constexpr,
+        WARPS_M: tilevm.constexpr,
+        WARPS_N: tilevm.constexpr,
+        HAS_ZEROS: tilevm.constexpr,
+        ZERO_OFFSET: tilevm.constexpr,
+        HAS_BIAS: tilevm.constexpr,
+        PARTIAL: tilevm.constexpr,
+        NUM_WARPS: tilevm.constexpr,
+    ):
+        block_n = TILE_N * WARPS_N
+        words = tile_bytes(WTYPE.nbits) // 4
+        row = tl.block_idx(0) * BLOCK_M
+        tile_n = tl.block_idx(1) * WARPS_N
+        col = tile_n * TILE_N
+        split = tl.block_idx(2)
+        k_tiles = (k + TILE_K - 1) // TILE_K
+        first = split * k_tiles_per_split
+        last = tl.minimum(first + k_tiles_per_split, k_tiles)
+        gx = tl.global_view(x, [m, k])
+        gw = tl.global_view(packed, [k_tiles * n_tiles * words], dtype=tilevm.uint32)
+        groups = 1 if GROUP == 0 else k // GROUP
+        gs = tl.global_view(scales, [groups, n])
+        gz = tl.global_view(zeros, [groups, n])
+        group_rows = _group_rows(GROUP)
+        word_layout = weight_word_layout(WARPS_N, WTYPE.nbits, WARPS_M)
+        step_words = weight_step_layout(WARPS_N, WTYPE.nbits, WARPS_M)
+        b_layout = step_layout(WARPS_N, WARPS_M)
+        # x's tiles alternate between two shared buffers, one tile ahead of the compute.
+        sx = [tl.alloc_shared(act, [BLOCK_M, TILE_K]), tl.alloc_shared(act, [BLOCK_M, TILE_K])]
+        tl.copy_async(sx[0], gx, [row, first * TILE_K])
+        tl.copy_async_commit()
+        raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
+        acc = tl.zeros([BLOCK_M, block_n], tilevm.float32)
+        for kt2 in range(first, last, 2):
+            for half in tl.static_range(2):
+                kt = kt2 + half
+                if kt < last:
+                    # Start the copy of tile kt + 1 into the other buffer (its readers are done).
+                    tl.copy_async(sx[1 - half], gx, [row, (kt + 1) * TILE_K])
+                    tl.copy_async_commit()
+                    raw = raw_next
+                    raw_next = _load_weights(
+                        gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
+                    )
+                    steps = tl.view(raw, tilevm.uint32, step_words)
+                    group = 0 if GROUP == 0 else (kt * TILE_K) // GROUP
+                    s_tile = tl.load(gs, [group, col], [TILE_K // group_rows, block_n])
+                    z_tile = None
+                    if HAS_ZEROS:
+                        z_tile = tl.load(gz, [group, col], [TILE_K // group_rows, block_n])
+                    tl.copy_async_wait(1)  # tile kt has landed
+                    tl.sync()
+                    for step in tl.static_range(STEPS):
+                        w = _weight_step(
+                            steps,
+                            step,
+                            s_tile,
+                            z_tile,
+                            group_rows,
+                            WTYPE,
+                            act,
+                            b_layout,
+                            ZERO_OFFSET,
+                        )
+                        a = tl.load(sx[half], [0, step * MMA_K], [BLOCK_M, MMA_K])
+                        acc = tl.dot(a, w, acc)
+                    tl.sync()  # every warp is done with sx[half] before it is refilled
+        tl.copy_async_wait(0)
+        tl.free_shared(sx[1])
+        tl.free_shared(sx[0])
+        _finish(acc, bias, out, partial, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
+
+    qgemm_tc.__name__ = qgemm_tc.__qualname__ = f"qgemm_tc_{tilevm.dtypes.library_name(act)}"
+    return tilevm.kernel(qgemm_tc, num_warps="NUM_WARPS")
 
 
 def _make_reduce(act: tilevm.DataType):
@@ -177,7 +312,15 @@ def _make_reduce(act: tilevm.DataType):
 
 
 GEMM = {t: _make_gemm(t) for t in (tilevm.float16, tilevm.bfloat16)}
-"""The GEMM kernel per activation type (float16, bfloat16)."""
+"""The decode GEMM kernel per activation type (float16, bfloat16)."""
+
+GEMM_TC = {t: _make_gemm_tc(t) for t in (tilevm.float16, tilevm.bfloat16)}
+"""The prefill GEMM kernel (x staged in shared memory, a grid of warps) per activation type."""
 
 REDUCE = {t: _make_reduce(t) for t in (tilevm.float16, tilevm.bfloat16)}
 """The split-K reduction per activation type."""
+
+# Each kernel under its own name too: the autotuner's compile workers find a kernel by
+# module and name (tilevm.autotune.kernel_reference).
+qgemm_float16, qgemm_bfloat16 = GEMM[tilevm.float16], GEMM[tilevm.bfloat16]
+qgemm_tc_float16, qgemm_tc_bfloat16 = GEMM_TC[tilevm.float16], GEMM_TC[tilevm.bfloat16]

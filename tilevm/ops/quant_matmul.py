@@ -7,14 +7,18 @@ break (a fake implementation gives the output's shape) and CUDA graphs can
 capture it. CUDA tensors run the kernels of :mod:`.qgemm` on the GPU; CPU
 tensors run the same kernels on the interpreter.
 
-The launch configuration depends on M (:func:`choose_config`):
+The launch depends on M (:func:`choose_config`):
 
-- M <= 16 (decode): 16-row blocks; the k tiles are split over
-  ``splits`` blocks so that there are about two blocks per SM, and
-  :data:`~.qgemm.REDUCE` sums the fp32 partials in a fixed order;
-- larger M (prefill): the same 16-row blocks, split only when the tiles are
-  too few to fill the device (a shared-memory staged prefill kernel with
-  larger tiles is still to come).
+- M <= 16 (decode): :data:`~.qgemm.GEMM`, 16-row blocks of up to four warps
+  side by side; the k tiles are split over ``splits`` blocks so that there
+  are about two blocks per SM, and :data:`~.qgemm.REDUCE` sums the fp32
+  partials in a fixed order;
+- larger M (prefill): :data:`~.qgemm.GEMM_TC`, x staged in shared memory, a
+  grid of warps; its tile shape is one of :data:`PREFILL_CONFIGS`, chosen by
+  :mod:`tilevm.autotune` per GPU and per (M, N, K) bucket, weight type and
+  group (``TILEVM_AUTOTUNE=0``, the CPU and CUDA graph capture of an untuned
+  shape use the first). The k tiles are split only when the default tile
+  shape leaves the device short of blocks.
 """
 
 from __future__ import annotations
@@ -27,20 +31,33 @@ from typing import Any
 import torch
 
 from .. import dtypes
+from ..autotune import Autotuner
 from ..quant import TILE_K, TILE_N, QuantizedWeight
-from .qgemm import GEMM, REDUCE
+from .qgemm import GEMM, GEMM_TC, REDUCE
 
 ACTIVATION_DTYPES = {torch.float16: dtypes.float16, torch.bfloat16: dtypes.bfloat16}
 
 
 @dataclass(frozen=True)
 class Config:
-    """One launch of the GEMM: rows per block, warps (64 columns each), k-splits."""
+    """One launch of the GEMM: rows per block, warps, k-splits, and which kernel.
+
+    ``warps`` warps side by side along n own 64 columns each. The decode kernel
+    (``prefill=False``) has one row of warps and x in registers; the prefill
+    kernel stages x in shared memory and stacks ``warps_m`` rows of warps
+    along m (each ``block_m / warps_m`` rows).
+    """
 
     block_m: int
     warps: int
     splits: int
     k_tiles_per_split: int
+    prefill: bool = False
+    warps_m: int = 1
+
+    @property
+    def num_warps(self) -> int:
+        return self.warps * self.warps_m
 
 
 @functools.cache
@@ -50,24 +67,50 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+DECODE_ROWS = 16
+"""Up to this many rows of x use the decode kernel; more use the prefill kernel."""
+
+PREFILL_CONFIGS = (
+    {"BLOCK_M": 64, "WARPS_M": 2, "WARPS_N": 2, "NUM_WARPS": 4},
+    {"BLOCK_M": 128, "WARPS_M": 2, "WARPS_N": 4, "NUM_WARPS": 8},
+    {"BLOCK_M": 128, "WARPS_M": 4, "WARPS_N": 2, "NUM_WARPS": 8},
+)
+"""The prefill kernel's tile shapes: 64 x 128 blocks with 32 x 64 warp tiles, then 128 x 256
+and 128 x 128 blocks of 8 warps (64 x 64 and 32 x 64 warp tiles)."""
+
+PREFILL_KEY = ("m", "n", "k", "WTYPE", "GROUP", "HAS_ZEROS")
+"""What the best prefill tile shape depends on (m, n and k bucketed to powers of two)."""
+
+
+@functools.cache
+def _tuned_prefill(act: dtypes.DataType) -> Autotuner:
+    return Autotuner(GEMM_TC[act], PREFILL_CONFIGS, PREFILL_KEY)
+
+
 def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> Config:
     """The launch for an ``[m, k] x [k, n]`` product with ``nbits`` weights on ``device``.
 
-    Blocks are 16 rows for every M: a 16-row block already needs about 170
-    registers a thread (fp32 accumulators, the A fragments, 128 dequantised
-    weights), and 32-row blocks reach 255 and spill for some widths. ``nbits``
-    is kept for the per-width choices a tuned table will make.
+    Up to :data:`DECODE_ROWS` rows: the decode kernel with 16-row blocks (it
+    needs about 130-170 registers a thread: fp32 accumulators, x's fragments,
+    two tiles of packed weights in flight and one k step of dequantised
+    ones). More rows: the prefill kernel in its first tile shape; a tuned
+    launch may use another of :data:`PREFILL_CONFIGS` with the same splits.
+    On a GPU the k tiles are split so that there are about two blocks per
+    SM. ``nbits`` is kept for per-width rules.
     """
     n_tiles = -(-n // TILE_N)
     k_tiles = -(-k // TILE_K)
-    warps = min(4, n_tiles)
-    block_m = 16
+    if m <= DECODE_ROWS:
+        block_m, warps, warps_m = 16, min(4, n_tiles), 1
+    else:
+        first = PREFILL_CONFIGS[0]
+        block_m, warps, warps_m = first["BLOCK_M"], first["WARPS_N"], first["WARPS_M"]
     blocks = -(-m // block_m) * -(-n_tiles // warps)
     splits = 1
     if device.type == "cuda":
         splits = max(1, min(k_tiles, math.ceil(2 * _sm_count(device) / blocks)))
     per_split = -(-k_tiles // splits)
-    return Config(block_m, warps, -(-k_tiles // per_split), per_split)
+    return Config(block_m, warps, -(-k_tiles // per_split), per_split, m > DECODE_ROWS, warps_m)
 
 
 def _run(
@@ -87,6 +130,7 @@ def _run(
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return out
+    tuned = cfg is None
     cfg = cfg or choose_config(m, n, k, wtype.nbits, x.device)
     n_tiles = packed.shape[1]
     partial = cfg.splits > 1
@@ -95,7 +139,7 @@ def _run(
     work = torch.empty(shape, dtype=torch.float32, device=x.device)
     grid = (-(-m // cfg.block_m), -(-n_tiles // cfg.warps), cfg.splits)
     bias_arg = bias if bias is not None else x  # not read without HAS_BIAS
-    GEMM[act][grid](
+    args = (
         x,
         packed,
         scales,
@@ -111,12 +155,19 @@ def _run(
         wtype,
         0 if group_size == -1 else group_size,
         cfg.block_m,
-        cfg.warps,
-        zeros is not None,
-        zero_offset,
-        bias is not None,
-        partial,
     )
+    flags = (zeros is not None, zero_offset, bias is not None, partial)
+    if cfg.prefill and tuned:
+        # The tile shape is the autotuner's; the grid follows it, the splits stay.
+        def tuned_grid(a):
+            return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
+
+        names = ("HAS_ZEROS", "ZERO_OFFSET", "HAS_BIAS", "PARTIAL")
+        _tuned_prefill(act)[tuned_grid](*args[:-1], **dict(zip(names, flags)))
+    elif cfg.prefill:
+        GEMM_TC[act][grid](*args, cfg.warps_m, cfg.warps, *flags, cfg.num_warps)
+    else:
+        GEMM[act][grid](*args, cfg.warps, *flags)
     if partial:
         reduce = REDUCE[act]
         block_m, block_n = 4, 256
