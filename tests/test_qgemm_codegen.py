@@ -1,7 +1,8 @@
 """The low-bit GEMM library's kernels compile for Ampere and Hopper without spilling.
 
-Every configuration :func:`tilevm.ops.choose_config` can pick (16-row blocks,
-four warps) is compiled with NVRTC for a spread of widths; the PTX
+The decode configuration :func:`tilevm.ops.choose_config` picks (16-row
+blocks, four warps) and every prefill tile shape the autotuner chooses from
+are compiled with NVRTC for a spread of widths; the PTX
 must show what the design promises: ``b`` 16-byte weight loads per thread
 per k step, ``mma.sync`` on the tensor cores, and the fast dequantisation
 (``lop3`` for ints, an ``f16x2`` multiply for small floats).
@@ -13,7 +14,8 @@ import pytest
 
 import tilevm
 from tilevm.codegen import emit_cuda
-from tilevm.ops.qgemm import GEMM, REDUCE
+from tilevm.ops.qgemm import GEMM, GEMM_TC, REDUCE
+from tilevm.ops.quant_matmul import PREFILL_CONFIGS
 from tilevm.passes.pipeline import run_pipeline
 from tilevm.runtime.cache import compile_kernel
 
@@ -84,3 +86,37 @@ def test_split_k_zero_point_and_bf16_variants_compile(act, group):
             kernel = emit_cuda(run_pipeline(program))
             module = compile_kernel(kernel.source, kernel.name, target)
             assert module.report.spill_bytes == 0, module.log
+
+
+# -- the prefill kernel ----------------------------------------------------------------------------
+PREFILL_CASES = (
+    [(c, "int4", t) for c in range(len(PREFILL_CONFIGS)) for t in TARGETS]
+    + [(1, w, "sm_90a") for w in ("int3", "uint8", "float6_e3m2", "float8_e4m3")]
+    + [(0, w, "sm_80") for w in ("uint8", "float8_e4m3")]
+)
+
+
+@pytest.mark.parametrize(("config", "wtype", "target"), PREFILL_CASES)
+def test_every_prefill_tile_shape_compiles_without_spills_and_pipelines_x(config, wtype, target):
+    shape = PREFILL_CONFIGS[config]
+    program = GEMM_TC[tilevm.float16].program(
+        WTYPE=tilevm.dtype(wtype),
+        GROUP=128,
+        HAS_ZEROS=False,
+        ZERO_OFFSET=0,
+        HAS_BIAS=True,
+        PARTIAL=False,
+        **shape,
+    )
+    kernel = emit_cuda(run_pipeline(program))
+    assert "scratch" not in kernel.source  # no layout conversion anywhere
+    module = compile_kernel(kernel.source, kernel.name, target)
+    assert module.report.spill_bytes == 0, module.log
+    ptx = module.ptx
+    assert "cp.async.cg.shared.global" in ptx and "cp.async.wait_group 1" in ptx
+    assert "ldmatrix.sync.aligned.m8n8.x4" in ptx
+    # Per warp and 64-deep tile: (rows / 16) x 8 x 4 mma, in each of the two unrolled halves.
+    rows = shape["BLOCK_M"] // shape["WARPS_M"]
+    assert ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 2 * rows // 16 * 32
+    nbits = tilevm.dtype(wtype).nbits
+    assert ptx.count("ld.global.v4.u32") + ptx.count("ld.global.nc.v4.u32") >= 2 * nbits
