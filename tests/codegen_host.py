@@ -8,6 +8,10 @@ only for the device) get exact C definitions here, so the ``tv_dq_*``
 sequences themselves run on the host. :func:`host_program` builds a program
 from snippets and a ``main`` body; :func:`run_words` feeds it 32-bit words on
 stdin and reads 32-bit words back.
+
+The device picks some sequences by target (``TV_F8_CVT``: the float8 hardware
+conversion from sm_89 on); a host program takes the choice as a macro in
+``defines``, so every branch runs here.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import functools
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +120,24 @@ static inline unsigned tv_bfma2(unsigned a, unsigned b, unsigned c) {
   });
 }
 static inline float tv_fmul_rn(float a, float b) { return a * b; }  // SSE: no flush to zero
+// cvt.rn.f16x2.e4m3x2 (E = 4) and .e5m2x2 (E = 5) of the high half of a: as the PTX ISA orders
+// them, the half's low byte to lane 0 and its high byte to lane 1, each value exact in float16
+// (e4m3 is OCP's: bias 7, no inf, NaN S.1111.111; e5m2 is IEEE style); a NaN becomes the
+// canonical 0x7FFF, sign dropped, as CUDA's own fp8 conversions document it.
+static inline double tv_host_f8(unsigned code, int E) {
+  const int M = 7 - E, bias = (1 << (E - 1)) - 1;
+  const unsigned e = (code >> M) & ((1u << E) - 1), m = code & ((1u << M) - 1);
+  double mag = e == 0 ? std::ldexp((double)m, 1 - bias - M)
+                      : std::ldexp((double)(m | (1u << M)), (int)e - bias - M);
+  if (E == 4 && e == 15 && m == 7) mag = NAN;
+  if (E == 5 && e == 31) mag = m ? NAN : INFINITY;
+  return code & 0x80 ? -mag : mag;
+}
+template <int E> static inline unsigned tv_cvt_f16x2_f8x2_hi(unsigned a) {
+  const unsigned lo = (a >> 16) & 0xFF, hi = a >> 24;  // tv_host_round16: NaN to 0x7FFF
+  return tv_host_round16(tv_host_f8(lo, E), 5, 10) |
+         tv_host_round16(tv_host_f8(hi, E), 5, 10) << 16;
+}
 // cvt.f32.f16, keeping a NaN's payload (a canonical NaN would do as well).
 static inline float tv_f16_to_f32(unsigned short h) {
   if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF))
@@ -133,9 +156,16 @@ def _workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="tilevm-host-"))
 
 
-def host_program(name: str, snippets: list[str], main: str) -> Path:
-    """Compile ``main`` (the body of ``int main()``) after ``snippets``; returns the binary."""
-    source = SHIM + "\n".join(SNIPPETS[s].code for s in snippets) + f"\nint main() {{\n{main}\n}}\n"
+def host_program(
+    name: str, snippets: list[str], main: str, defines: Mapping[str, str] | None = None
+) -> Path:
+    """Compile ``main`` (the body of ``int main()``) after ``snippets``; returns the binary.
+
+    ``defines`` are macros set before the snippets (``{"TV_F8_CVT": "1"}``).
+    """
+    macros = "".join(f"#define {k} {v}\n" for k, v in (defines or {}).items())
+    code = "\n".join(SNIPPETS[s].code for s in snippets)
+    source = SHIM + macros + code + f"\nint main() {{\n{main}\n}}\n"
     cpp = _workdir() / f"{name}.cpp"
     binary = _workdir() / name
     cpp.write_text(source)

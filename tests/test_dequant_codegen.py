@@ -80,9 +80,13 @@ def test_fast_cast_kind_names_the_sequence_for_a_pair_of_types(src, dst, kind):
 
 
 # -- every code, on the host -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def dequant_binary():
-    """Reads (case, c0, c1) words, writes the sequence's 32-bit result for case FAST[case]."""
+F8 = (tilevm.float8_e4m3, tilevm.float8_e5m2)
+F8_CASTS = [(t, d) for t, d in FAST if t in F8]
+
+
+def _dequant_program(name: str, cvt: bool):
+    """Reads (case, c0, c1) words, writes the sequence's 32-bit result for case FAST[case];
+    ``cvt`` compiles the sm_89+ branch (TV_F8_CVT) instead of the one before sm_89."""
     prelude = Prelude()
     cases = []
     for k, (t, d) in enumerate(FAST):
@@ -95,7 +99,17 @@ def dequant_binary():
     )
     # "f16" is inline PTX; the shim defines tv_f16_to_f32 and the dq_ops primitives instead.
     snippets = [s for s in prelude.used if s != "f16"]
-    return codegen_host.host_program("dequant", snippets, main)
+    return codegen_host.host_program(name, snippets, main, {"TV_F8_CVT": str(int(cvt))})
+
+
+@pytest.fixture(scope="module")
+def dequant_binary():
+    return _dequant_program("dequant", cvt=False)
+
+
+@pytest.fixture(scope="module")
+def dequant_cvt_binary():
+    return _dequant_program("dequant_cvt", cvt=True)
 
 
 def _expected_bits(t, dst, codes: np.ndarray) -> np.ndarray:
@@ -116,19 +130,19 @@ def _is_nan16(bits: np.ndarray, dst) -> np.ndarray:
     return ((bits & top) == top) & ((bits & mantissa) != 0)
 
 
-@host
-@pytest.mark.parametrize(("t", "dst"), FAST, ids=[f"{t}-{d}" for t, d in FAST])
-def test_every_pair_of_codes_converts_bit_exactly(dequant_binary, t, dst):
+def _check_every_pair(binary, t, dst, exact_nan: bool) -> None:
+    """Every pair (c0, c1) of codes through case FAST.index((t, dst)) of ``binary`` gives the
+    generic cast's bits in both lanes; a NaN any NaN unless ``exact_nan``."""
     n = 1 << t.nbits
     c0, c1 = (a.reshape(-1) for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
     case = np.full(c0.size, FAST.index((t, dst)))
     words = np.stack([case, c0, c1], axis=1).astype(np.uint32).reshape(-1)
-    out = codegen_host.run_words(dequant_binary, words)
+    out = codegen_host.run_words(binary, words)
     lanes = np.stack([out & 0xFFFF, out >> 16], axis=1)
     want = np.stack([_expected_bits(t, dst, c0), _expected_bits(t, dst, c1)], axis=1)
     nan = _is_nan16(want, dst)
     assert np.array_equal(_is_nan16(lanes, dst), nan), f"{t} -> {dst}: NaN codes"
-    bad = (lanes != want) & ~nan
+    bad = (lanes != want) if exact_nan else (lanes != want) & ~nan
     if bad.any():
         i = np.argwhere(bad)[0]
         code = (c0, c1)[i[1]][i[0]]
@@ -136,6 +150,49 @@ def test_every_pair_of_codes_converts_bit_exactly(dequant_binary, t, dst):
             f"{t} -> {dst}: code {code:#x} (lane {i[1]}) gives {lanes[tuple(i)]:#06x}, "
             f"want {want[tuple(i)]:#06x} ({t.decode(code)})"
         )
+
+
+@host
+@pytest.mark.parametrize(("t", "dst"), FAST, ids=[f"{t}-{d}" for t, d in FAST])
+def test_every_pair_of_codes_converts_bit_exactly(dequant_binary, t, dst):
+    """Before sm_89 (TV_F8_CVT 0). A float16 NaN has the generic cast's bits, sign | 0x7FFF,
+    but from e5m2's byte placement, which keeps the code's payload."""
+    exact_nan = dst == float16 and t != tilevm.float8_e5m2
+    _check_every_pair(dequant_binary, t, dst, exact_nan=exact_nan)
+
+
+@host
+@pytest.mark.parametrize(("t", "dst"), F8_CASTS, ids=[f"{t}-{d}" for t, d in F8_CASTS])
+def test_the_sm89_float8_branch_converts_every_pair_bit_exactly_nan_sign_included(
+    dequant_cvt_binary, t, dst
+):
+    """With TV_F8_CVT e4m3 takes cvt.rn.f16x2.e4m3x2 and the sign fix-up: a float16 result is
+    exact to the NaN bits, sign | 0x7FFF, as the generic cast encodes it. To bfloat16 the NaN
+    goes through cvt.f32.f16, which pins only that it stays a NaN; e5m2 keeps its placement."""
+    exact_nan = dst == float16 and t == tilevm.float8_e4m3
+    _check_every_pair(dequant_cvt_binary, t, dst, exact_nan=exact_nan)
+
+
+@host
+def test_the_host_cvt_f8x2_converts_like_ml_dtypes_from_the_high_half():
+    """The shim's cvt.rn.f16x2.{e4m3x2,e5m2x2}: the high half's low byte to lane 0, its high
+    byte to lane 1, the low half ignored, NaN to the canonical 0x7FFF; every 16-bit input."""
+    main = (
+        "unsigned w;\n"
+        "while (fread(&w, 4, 1, stdin) == 1) {\n"
+        "  const unsigned out[2] = {tv_cvt_f16x2_f8x2_hi<4>(w), tv_cvt_f16x2_f8x2_hi<5>(w)};\n"
+        "  fwrite(out, 4, 2, stdout);\n}"
+    )
+    binary = codegen_host.host_program("cvt_f8x2", ["types"], main)
+    pairs = np.arange(1 << 16, dtype=np.uint32)
+    junk = np.random.default_rng(1).integers(0, 1 << 16, pairs.size, dtype=np.uint32)
+    out = codegen_host.run_words(binary, (pairs << 16) | junk).reshape(-1, 2)
+    for column, like in enumerate((ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2)):
+        for lane, code in enumerate((pairs & 0xFF, pairs >> 8)):
+            value = code.astype(np.uint8).view(like).astype(np.float32)
+            want = np.where(np.isnan(value), 0x7FFF, value.astype(np.float16).view(np.uint16))
+            got = (out[:, column] >> (16 * lane)) & 0xFFFF
+            assert np.array_equal(got, want), (like.__name__, lane)
 
 
 @host
@@ -203,7 +260,6 @@ def _compiled(program):
         (tilevm.uint4, ["lop3.b32", "sub.rn.f16x2"]),
         (tilevm.float6_e3m2, ["prmt.b32", "mul.rn.f16x2"]),
         (tilevm.float4_e2m1, ["prmt.b32", "mul.rn.f16x2"]),
-        (tilevm.float8_e4m3, ["mul.rn.f16x2", "set.gt.u32.f16x2"]),
     ],
 )
 def test_a_cast_of_viewed_codes_compiles_to_the_bit_trick_sequence(wtype, f16_ops):
@@ -218,6 +274,47 @@ def test_a_cast_of_viewed_codes_compiles_to_the_bit_trick_sequence(wtype, f16_op
             assert op in module.ptx, (target, op)
         bf16_op = "fma.rn.bf16x2" if wtype.is_integer else "cvt.f32.f16"
         assert bf16_op in module.ptx, target
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("wtype", F8, ids=str)
+def test_float8_casts_take_the_hardware_conversion_from_sm_89_on(wtype):
+    """One source: its PTX for sm_89 and sm_90a converts e4m3 with cvt.rn.f16x2.e4m3x2, its
+    PTX for sm_80 with the bit tricks; e5m2 keeps its one-prmt placement everywhere."""
+    kernel = emit_cuda(run_pipeline(dequant.program(WTYPE=wtype)))
+    cvt = f"cvt.rn.f16x2.{wtype.name.removeprefix('float8_')}x2"
+    hardware = wtype == tilevm.float8_e4m3
+    # e4m3's sequence before sm_89 (for float16 and, through it, bfloat16); e5m2's is one prmt.
+    before = ["mul.rn.f16x2", "set.gt.u32.f16x2"] if wtype == tilevm.float8_e4m3 else []
+    for target in ("sm_80", "sm_89", "sm_90a"):
+        module = compile_cuda(kernel.source, kernel.name, target)
+        assert module.report.spill_bytes == 0, module.log
+        assert (cvt in module.ptx) == (hardware and target != "sm_80"), target
+        for op in before:
+            assert (op in module.ptx) == (target == "sm_80"), (target, op)
+        assert "cvt.f32.f16" in module.ptx, target  # to bfloat16 through float16
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("wtype", F8, ids=str)
+def test_float8_casts_on_the_gpu_give_every_code_the_generic_cast_bits(wtype):
+    """Every code through the device's own sequence. A float16 NaN must be sign | 0x7FFF where
+    the host twins make it so (e4m3: cvt from sm_89 on, the bit tricks before): this pins
+    cvt's NaN result."""
+    torch = pytest.importorskip("torch")
+    codes = np.arange(256, dtype=np.uint8)
+    out16 = torch.zeros(256, dtype=torch.float16, device="cuda")
+    outb = torch.zeros(256, dtype=torch.bfloat16, device="cuda")
+    dequant[1](torch.from_numpy(codes).cuda(), out16, outb, wtype)
+    torch.cuda.synchronize()
+    for dst, out in ((float16, out16), (bfloat16, outb)):
+        got = out.view(torch.int16).cpu().numpy().view(np.uint16).astype(np.uint32)
+        want = _expected_bits(wtype, dst, codes.astype(np.int64))
+        nan = _is_nan16(want, dst)
+        assert np.array_equal(_is_nan16(got, dst), nan), dst
+        exact_nan = dst == float16 and wtype == tilevm.float8_e4m3
+        bad = (got != want) if exact_nan else (got != want) & ~nan
+        assert not bad.any(), [(hex(c), hex(got[c]), hex(want[c])) for c in np.flatnonzero(bad)]
 
 
 @needs_nvrtc

@@ -38,19 +38,65 @@ power of two is exact. Worked for float4_e2m1 (bias 1), code 0b1011 (-1.5):
 the sign (bit 3) moves up 5 - E = 3 bits, giving 0b100_0011; shifted left by
 10 - M = 9 that is 0x8600 = -1.5 * 2^-14; times 2^14 it is -1.5. E <= 5 fits
 float16; with E = 5 (bias 15) the factor is 1 and e5m2 is pure byte placement,
-its inf and NaN codes landing on float16's. e4m3's one NaN code (S.1111.111)
-would place as 480, so lanes above 448 become NaN; e5m0 and e5m1 have finite
-codes in float16's top exponent, which saturate to 65504 as a cast does.
+its inf and NaN codes landing on float16's (a NaN keeps its payload). e4m3's
+one NaN code (S.1111.111) would place as 480, so lanes above 448 get all ones
+below the sign: sign | 0x7FFF, the generic cast's NaN. e5m0 and e5m1 have
+finite codes in float16's top exponent, which saturate to 65504 as a cast does.
 
 To bfloat16 a small float goes through the float16 sequence and two exact
 ``cvt.f32.f16`` (when float16 holds its values), or through float32 bit
 placement and a float32 multiply by 2^(127 - bias) (bf16 arithmetic on
 subnormal inputs is not relied on).
 
-The sequences are C++ templates over four primitives, ``tv_prmt``,
-``tv_lop3``, the packed half operations and ``tv_fmul_rn``: inline PTX on the
-device; the host tests (``tests/codegen_host.py``) give them exact C
-definitions and check every code of every type against ``DataType.decode``.
+e4m3 by the hardware. From sm_89 ``cvt.rn.f16x2.e4m3x2`` (and
+``cvt.rn.f16x2.e5m2x2``; PTX ISA 8.1 for sm_89, 7.8 for sm_90) converts the two
+codes of a 16-bit register to a ``half2``, the low byte to lane 0, exactly
+(every e4m3 and e5m2 value is a float16 value); a NaN code gives float16's
+canonical NaN 0x7FFF, its sign dropped, where the generic cast keeps it. One
+``prmt`` lays the codes out as the bytes c0, c0, c0, c1: ``cvt`` reads the high
+half (free: its SASS, ``F2FP.F16.E4M3.UNPACK_B``, takes either half of a
+register), and bits 15 and 31 of the same word are the codes' signs, which one
+``lop3`` ORs into the result. That changes only NaN lanes; every other lane has
+its sign already. Worked for e4m3, codes 0xFF (-NaN) and 0x38 (1.0):
+
+=====================================  ===============  =====================
+step                                   32-bit word      lanes (high | low)
+=====================================  ===============  =====================
+``prmt 0x4000``                        ``0x38FF_FFFF``  high half 0x38FF
+``cvt.rn.f16x2.e4m3x2`` (high half)    ``0x3C00_7FFF``  1.0 | NaN
+``lop3 h | (w & 0x80008000)``          ``0x3C00_FFFF``  1.0 | -NaN
+=====================================  ===============  =====================
+
+SASS instructions a value (NVRTC 13, ptxas, differences against a bare
+``prmt``, for sm_89 and sm_90a alike):
+
+==================  ======================  ==========================
+cast                before sm_89            from sm_89
+==================  ======================  ==========================
+e4m3 -> float16     4 (with the NaN test)   1.5
+e4m3 -> bfloat16    5.5                     3 (cvt, then as before)
+e5m2 -> float16     0.5 (one ``prmt``)      0.5 (placement kept)
+e5m2 -> bfloat16    2                       2 (placement kept)
+==================  ======================  ==========================
+
+e5m2 keeps its byte placement on every target: ``cvt`` would cost 1.5
+instructions a value against 0.5 and buy only the NaN bits (placement keeps a
+NaN code's payload, so the result is a NaN of other bits than the generic
+cast's sign | 0x7FFF). The primitive takes e5m2 too, and the host tests check
+it, should exact NaN bits ever matter more than the instruction.
+
+One CUDA source serves every target, so the choice is made in the C++: the
+macro ``TV_F8_CVT`` is 1 where ``__CUDA_ARCH__ >= 890`` (and, for sm_89 itself,
+NVRTC is 12.1 or newer: 12.0 writes PTX ISA 8.0) and 0 elsewhere; the host
+tests set it, to run both branches. The templates pick a sequence with
+``if constexpr``. The ``cvt`` template is instantiated only where picked,
+so the PTX for sm_80 never names the instruction ptxas would reject there.
+
+The sequences are C++ templates over a few primitives, ``tv_prmt``,
+``tv_lop3``, the packed half operations, ``tv_fmul_rn`` and
+``tv_cvt_f16x2_f8x2_hi``: inline PTX on the device; the host tests
+(``tests/codegen_host.py``) give them exact C definitions and check every code
+of every type against ``DataType.decode``, in both branches.
 """
 
 from __future__ import annotations
@@ -88,6 +134,18 @@ _register(
     f"""
 // Byte permute, 3-input logic and packed half arithmetic for the tv_dq_* sequences (inline PTX;
 // the host tests define them in C). Lane 0 of a packed word is its low 16 bits.
+//
+// TV_F8_CVT: whether float8 e4m3 and e5m2 codes go through cvt.rn.f16x2.{{e4m3x2,e5m2x2}}, decided
+// per target of the one source (the host tests set it themselves). ptxas takes the instruction
+// for sm_90 from PTX ISA 7.8 on, for sm_89 from 8.1 on: CUDA 12.0's NVRTC writes 8.0.
+#ifndef TV_F8_CVT
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890 && \\
+    (__CUDA_ARCH__ >= 900 || __CUDACC_VER_MAJOR__ * 10 + __CUDACC_VER_MINOR__ >= 121)
+#define TV_F8_CVT 1
+#else
+#define TV_F8_CVT 0
+#endif
+#endif
 #ifdef __CUDA_ARCH__
 // Byte i of the result is byte (SEL >> 4i) & 7 of {{b, a}} (a = bytes 0..3), or with bit 3 of
 // that nibble set, that byte's top bit copied 8 times.
@@ -136,6 +194,22 @@ template <int LUT> {_FN} tv_u32 tv_lop3(tv_u32 a, tv_u32 b, tv_u32 c) {{
   asm("mul.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
   return d;
 }}
+// The two float8 codes in the high half of a (E = 4: e4m3, E = 5: e5m2; byte 2 to lane 0, byte 3
+// to lane 1) to float16, exactly; a NaN code gives the canonical NaN 0x7FFF, its sign dropped.
+// Only instantiated where TV_F8_CVT (ptxas rejects the instruction before sm_89); reading the
+// high half costs nothing (the conversion takes either half of a register).
+template <int E> {_FN} tv_u32 tv_cvt_f16x2_f8x2_hi(tv_u32 a) {{
+  static_assert(E == 4 || E == 5, "cvt knows e4m3 and e5m2");
+  tv_u32 d;
+  if constexpr (E == 4) {{
+    asm("{{ .reg .b16 lo, hi; mov.b32 {{lo, hi}}, %1; cvt.rn.f16x2.e4m3x2 %0, hi; }}"
+        : "=r"(d) : "r"(a));
+  }} else {{
+    asm("{{ .reg .b16 lo, hi; mov.b32 {{lo, hi}}, %1; cvt.rn.f16x2.e5m2x2 %0, hi; }}"
+        : "=r"(d) : "r"(a));
+  }}
+  return d;
+}}
 #endif
 """,
     "types",
@@ -175,12 +249,24 @@ template <bool SIGNED> {_FN} tv_u32 tv_dq_int8_bf16(tv_u32 c0, tv_u32 c1) {{
   const float f1 = __uint_as_float(tv_lop3<0x6A>(c1, 0xFFu, MAGIC)) - base;
   return tv_prmt<0x7632>(__float_as_uint(f0), __float_as_uint(f1));
 }}
+// e4m3 and e5m2 by the hardware (TV_F8_CVT). p's bytes are c0, c0, c0, c1: its high half is the
+// pair cvt reads, and its bits 15 and 31 are the codes' signs, which OR into the result: a no-op
+// on every lane but a NaN one, where cvt's 0x7FFF becomes the generic cast's sign | 0x7FFF.
+template <int E> {_FN} tv_u32 tv_dq_f8_cvt(tv_u32 c0, tv_u32 c1) {{
+  const tv_u32 p = tv_prmt<0x4000>(c0, c1);
+  return tv_lop3<0xF8>(tv_cvt_f16x2_f8x2_hi<E>(p), p, 0x80008000u);  // a | (b & c)
+}}
+template <int E, int M, int SPECIAL>
+constexpr bool tv_f8_cvt_format = E == 4 && M == 3 && SPECIAL == 1;  // e4m3 (e5m2: see above)
 // Small floats (E <= 5) to float16: the sign to bit 15, the exponent's lowest bit to bit 10, then
 // times 2^(15 - BIAS). SPECIAL as tv_decode_float: 1 = e4m3 (the NaN code places above the
-// largest value: such lanes become NaN), 2 = IEEE style (with E = 5, placement keeps inf and NaN);
-// E = 5 finite formats saturate their top-exponent codes to 65504.
-template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_f16(tv_u32 c0, tv_u32 c1) {{
+// largest value: such lanes become sign | 0x7FFF), 2 = IEEE style (with E = 5, placement keeps
+// inf and NaN); E = 5 finite formats saturate their top-exponent codes to 65504. CVT: e4m3
+// takes tv_dq_f8_cvt instead (the default: where the target has the instruction).
+template <int E, int M, int SPECIAL, bool CVT = TV_F8_CVT>
+{_FN} tv_u32 tv_dq_float_f16(tv_u32 c0, tv_u32 c1) {{
   static_assert(E <= 5 && M <= 10, "float16 holds the values");
+  if constexpr (CVT && tv_f8_cvt_format<E, M, SPECIAL>) return tv_dq_f8_cvt<E>(c0, c1);
   constexpr int BIAS = (1 << (E - 1)) - 1;
   constexpr int SHIFT = 10 - M;
   constexpr int PRE = SHIFT == 8 ? 8 : 0;  // prmt places the codes a byte up for free
@@ -193,7 +279,8 @@ template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_f16(tv_u32 c0, tv_
   if (BIAS != 15) h = tv_hmul2(h, ((tv_u32)(30 - BIAS) << 10) * 0x10001u);
   if (SPECIAL == 1) {{
     constexpr tv_u32 EXP = (1 << E) - 1 - BIAS + 15, MAX = EXP << 10 | ((1u << M) - 2) << (10 - M);
-    h |= tv_hgt2_mask(h & 0x7FFF7FFFu, MAX * 0x10001u);  // all ones: a NaN
+    // NaN lanes get all ones below the sign: sign | 0x7FFF, the generic cast's NaN
+    h = tv_lop3<0xF8>(h, tv_hgt2_mask(h & 0x7FFF7FFFu, MAX * 0x10001u), 0x7FFF7FFFu);
   }}
   if (SPECIAL == 0 && E == 5) {{
     // min(|h|, 65504) (inf and NaN lose) | the sign: lop3 0xF8 is a | (b & c)

@@ -34,8 +34,12 @@ KINDS: tuple[str, ...] = (
     "int_f16",  # prmt, lop3, sub.f16x2: 1.5 instructions a value
     "int_bf16",  # prmt, lop3, fma.bf16x2: 1.5
     "int8_bf16",  # per value lop3 and an fp32 subtract, prmt a pair: 2.5
-    "float_f16",  # prmt, and, imad (sign), shift, mul.f16x2: 2.5 (2 when M = 2, 0.5 for e5m2)
-    "float_bf16_via_f16",  # float_f16, two cvt.f32.f16, prmt: 4 (3.5 when M = 2, 2 for e5m2)
+    # prmt, and, imad (sign), shift, mul.f16x2: 2.5 (2 when M = 2, 0.5 for e5m2, 4 for e4m3 with
+    # its NaN test); e4m3 from sm_89 on: prmt, cvt.rn.f16x2.e4m3x2, lop3: 1.5
+    "float_f16",
+    # float_f16, two cvt.f32.f16, prmt: 4 (3.5 when M = 2, 2 for e5m2, 5.5 for e4m3; e4m3 3 from
+    # sm_89 on, e5m2 keeping its placement)
+    "float_bf16_via_f16",
     "float_bf16",  # per value and, imad, shift, fp32 multiply; prmt a pair: 4.5
 )
 """Every sequence :func:`fast_cast_kind` may name, with its SASS instructions per value."""
