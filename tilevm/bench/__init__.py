@@ -14,8 +14,9 @@ overhead on the host does not show up as idle time between the events. The
 number of repetitions is chosen from a first estimate to fill a time budget
 (at least 10, at most 1000) unless given.
 
-Nothing here imports torch until a measurement runs: ``python -m tilevm bench``
-on a machine without a GPU answers with exit status 2 and one line.
+Nothing here imports torch until a measurement runs: ``python -m tilevm bench
+gemm`` on a machine without a GPU answers with exit status 2 and one line
+(``bench startup`` measures what it can without one, see :mod:`.startup`).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def copy_bandwidth(nbytes: int = 1 << 30, *, reps: int | None = None) -> float:
 # -- the command line ----------------------------------------------------------------------------
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``bench`` and its suites with the ``python -m tilevm`` parser."""
-    from . import gemm
+    from . import gemm, startup
 
     bench = commands.add_parser(
         "bench",
@@ -155,13 +156,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             description=gemm.__doc__.split("\n\n")[0],
         )
     )
+    startup.add_arguments(
+        suites.add_parser(
+            "startup",
+            help="seconds from a new process to its first quant_matmul result (cold, warm cache)",
+            description=startup.__doc__.split("\n\n")[0],
+        )
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``python -m tilevm bench SUITE``; exit status 2 with one line when there is no GPU."""
-    from . import gemm
+    from . import gemm, startup
 
-    suites = {"gemm": gemm.run}
+    suites = {"gemm": gemm.run, "startup": startup.run}
     try:
         return suites[args.suite](args)
     except NoGPUError as err:
