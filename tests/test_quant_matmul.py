@@ -157,3 +157,22 @@ def test_the_prefill_tile_shapes_are_those_the_tuner_chooses_from():
         tuner.best_config(m=300, n=4096, k=4096, WTYPE=tilevm.int4, GROUP=128, HAS_ZEROS=False)
         == PREFILL_CONFIGS[0]
     )
+
+
+def test_x_and_bias_views_at_any_offset_are_copied_to_an_aligned_start():
+    q = tilevm.quantize(torch.randn(64, 128), "int4", group_size=64)
+    buffer = torch.randn(3 * 128 + 1).half()
+    x = buffer[1:].reshape(3, 128)  # 2 bytes past an aligned address
+    bias = torch.randn(65).half()[1:]
+    assert x.data_ptr() % 16 and bias.data_ptr() % 16
+    _check(quant_matmul(x, q, bias), x, q, bias)
+
+
+def test_a_weight_tensor_that_is_not_16_byte_aligned_is_refused_by_name():
+    q = tilevm.quantize(torch.randn(64, 128), "int4", group_size=64)
+    shifted = torch.empty(q.packed.numel() + 1, dtype=torch.uint8)[1:].view(q.packed.shape)
+    shifted.copy_(q.packed)
+    with pytest.raises(ValueError, match=r"packed must start at a 16-byte aligned address"):
+        tilevm.QuantizedWeight(
+            dtype=q.dtype, shape=q.shape, group_size=q.group_size, packed=shifted, scales=q.scales
+        )

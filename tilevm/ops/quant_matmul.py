@@ -113,6 +113,11 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
     return Config(block_m, warps, -(-k_tiles // per_split), per_split, m > DECODE_ROWS, warps_m)
 
 
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a copy of it where its start is not 16-byte aligned (a view with an offset)."""
+    return t.clone() if t.data_ptr() % 16 else t
+
+
 def _run(
     x: torch.Tensor,
     packed: torch.Tensor,
@@ -127,6 +132,10 @@ def _run(
 ) -> torch.Tensor:
     m, k = x.shape
     act = ACTIVATION_DTYPES[x.dtype]
+    # The kernels' vector accesses need 16-byte aligned starts (here, not in quant_matmul:
+    # torch.compile traces that one, and a traced tensor has no address).
+    x = _aligned(x)
+    bias = None if bias is None else _aligned(bias)
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return out
@@ -238,8 +247,8 @@ def quant_matmul(
     Parameters
     ----------
     x
-        ``[..., K]`` float16 or bfloat16, on the weight's device (any strides:
-        it is made contiguous).
+        ``[..., K]`` float16 or bfloat16, on the weight's device (any strides
+        and offset: it is copied when not contiguous or not 16-byte aligned).
     qweight
         A :class:`tilevm.QuantizedWeight` of shape ``[N, K]`` whose scales have
         x's dtype.

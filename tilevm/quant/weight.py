@@ -299,6 +299,20 @@ def _quantize_groups(
 
 
 # -- the weight -----------------------------------------------------------------------------------
+ALIGNMENT = 16
+"""Bytes the kernels' vector loads need the start of packed, scales and zeros aligned to."""
+
+
+def _check_aligned(value: torch.Tensor, where: str, arg: str) -> None:
+    offset = value.data_ptr() % ALIGNMENT
+    if offset:
+        raise QuantError(
+            f"{where}: {arg} must start at a {ALIGNMENT}-byte aligned address (the kernels load "
+            f"it in 16-byte vectors); its address is {offset} bytes past one: pass "
+            f"{arg}.clone()"
+        )
+
+
 class QuantizedWeight:
     """A quantised ``[N, K]`` weight: packed codes, per-group scales and zeros, metadata.
 
@@ -382,6 +396,7 @@ class QuantizedWeight:
         for arg, value in (("packed", packed), ("scales", scales)):
             if not value.is_contiguous():
                 raise QuantError(f"{where}: {arg} must be contiguous")
+            _check_aligned(value, where, arg)
         if scales.device != packed.device:
             raise QuantError(
                 f"{where}: scales must be on the device of packed ({packed.device}); "
@@ -403,6 +418,7 @@ class QuantizedWeight:
             _check_2d(zeros, (g, n), where, "zeros [G, N]")
             if not zeros.is_contiguous():
                 raise QuantError(f"{where}: zeros must be contiguous")
+            _check_aligned(zeros, where, "zeros")
             if zeros.device != packed.device:
                 raise QuantError(
                     f"{where}: zeros must be on the device of packed ({packed.device}); "
