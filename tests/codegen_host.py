@@ -87,6 +87,11 @@ template <int LUT> static inline unsigned tv_lop3(unsigned a, unsigned b, unsign
   return d;
 }
 // Sums and products of two halves are exact in double: one rounding, as the hardware's.
+static inline unsigned tv_hadd2(unsigned a, unsigned b) {
+  return tv_host_lanes(a, b, 0, [](unsigned x, unsigned y, unsigned) {
+    return tv_host_round16(tv_host_h(x) + tv_host_h(y), 5, 10);
+  });
+}
 static inline unsigned tv_hsub2(unsigned a, unsigned b) {
   return tv_host_lanes(a, b, 0, [](unsigned x, unsigned y, unsigned) {
     return tv_host_round16(tv_host_h(x) - tv_host_h(y), 5, 10);
@@ -95,6 +100,11 @@ static inline unsigned tv_hsub2(unsigned a, unsigned b) {
 static inline unsigned tv_hmul2(unsigned a, unsigned b) {
   return tv_host_lanes(a, b, 0, [](unsigned x, unsigned y, unsigned) {
     return tv_host_round16(tv_host_h(x) * tv_host_h(y), 5, 10);
+  });
+}
+static inline unsigned tv_hfma2(unsigned a, unsigned b, unsigned c) {  // exact in double here
+  return tv_host_lanes(a, b, c, [](unsigned x, unsigned y, unsigned z) {
+    return tv_host_round16(std::fma(tv_host_h(x), tv_host_h(y), tv_host_h(z)), 5, 10);
   });
 }
 static inline unsigned tv_hmin2(unsigned a, unsigned b) {  // NaN loses; -0 < +0

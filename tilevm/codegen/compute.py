@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import DataType, float32, int32, int64
+from ..dtypes import DataType, float32, int32, int64, is_bf16, is_f16
 from ..errors import LayoutError
 from ..interp.values import round_arith
 from ..ir import inst as I
@@ -36,7 +36,7 @@ from ..ir.tensor import RegisterTensor
 from ..layouts.indexing import broadcast_transform, local_map, local_parts, reshape_transform
 from ..layouts.register import RegisterLayout
 from ..layouts.view import check_view_legal, view_moves
-from .dequant import cast_pair
+from .dequant import PAIR_OPS, arith_pair, cast_pair, int_pair_from_words
 from .emitter import EMIT, Emitter, SharedVar
 from .memory import shared_access
 from .scalars import paren
@@ -166,7 +166,22 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
         word = cast_pair(kind, x.dtype, f"{src}[{idx(2)}]", f"{src}[{idx(3)}]", em.prelude)
         return [f"tv_unpack2({name}[{idx(0)}], {name}[{idx(1)}], {word});"]
 
-    em.per_local(pairs, ((1, pairs),), [m[:pairs] for m in maps], pair)
+    packed = em.packed_codes.get(id(x)) if kind == "int_f16" else None
+    if packed is not None:
+        # Codes a view cut from packed words: each pair straight from the words where its
+        # two codes sit low enough in their bytes (all pairs for 1 to 4 bits).
+        words, num_words, starts = packed
+        for p in range(pairs):
+            r0, r1 = maps[2][p], maps[3][p]
+            word = int_pair_from_words(
+                x.dtype, words, (starts[r0], starts[r1]), num_words, em.prelude
+            )
+            if word is None:
+                em.extend(pair(lambda k, p=p: str(maps[k][p])))
+            else:
+                em.line(f"tv_unpack2({name}[{2 * p}], {name}[{2 * p + 1}], {word});")
+    else:
+        em.per_local(pairs, ((1, pairs),), [m[:pairs] for m in maps], pair)
     if len(regs) % 2:
         em.line(f"{name}[{len(regs) - 1}] = {element(str(regs[-1]))};")
 
@@ -203,9 +218,12 @@ def _view(em: Emitter, inst: I.View) -> None:
         raise CodegenError(f"view of {em.names[x]} as {em.names[out]}: {err}") from None
     name, src = em.declare(out), em.tile(x)
     wide = out.dtype.nbits > 32 or x.dtype.nbits > 32
-    for v, pieces in enumerate(
-        view_plan(xl.local_size, x.dtype.nbits, ol.local_size, out.dtype.nbits)
-    ):
+    plan = view_plan(xl.local_size, x.dtype.nbits, ol.local_size, out.dtype.nbits)
+    if x.dtype.nbits == 32 and out.dtype.nbits < 8:
+        # Codes cut from 32-bit words: a cast may read them from the words directly.
+        starts = tuple(32 * pieces[0][0] + pieces[0][1] for pieces in plan)
+        em.packed_codes[id(out)] = (src, xl.local_size, starts)
+    for v, pieces in enumerate(plan):
         parts = []
         for s, src_bit, dst_bit, n in pieces:
             code = _code(f"{src}[{s}]", x.dtype, wide)
@@ -316,6 +334,33 @@ def _binary(em: Emitter, inst: I.ElementwiseBinary) -> None:
     a = Operand(em, inst.a, da or db, out)
     b = Operand(em, inst.b, db or da, out)
     name = em.declare(out)
+    t = out.dtype
+    count = em.layout(out).local_size
+    paired = (
+        inst.op in PAIR_OPS
+        and (is_f16(t) or is_bf16(t))
+        and a.tile
+        and b.tile
+        and a.dtype == b.dtype == t
+        and count >= 2
+    )
+    if paired:
+        # Registers 2p and 2p + 1 in one 32-bit word, two lanes an instruction; an odd last
+        # register alone, below.
+        pairs = count // 2
+        maps = [list(range(0, 2 * pairs, 2)), list(range(1, 2 * pairs, 2))]
+        for o in (a, b):
+            maps += [o.map[0 : 2 * pairs : 2], o.map[1 : 2 * pairs : 2]]
+
+        def pair(idx: Callable[[int], str]) -> list[str]:
+            wa = f"tv_pack2({a.tile}[{idx(2)}], {a.tile}[{idx(3)}])"
+            wb = f"tv_pack2({b.tile}[{idx(4)}], {b.tile}[{idx(5)}])"
+            word = arith_pair(inst.op, t, wa, wb, em.prelude)
+            return [f"tv_unpack2({name}[{idx(0)}], {name}[{idx(1)}], {word});"]
+
+        em.per_local(pairs, ((1, pairs),), maps, pair)
+        if count % 2 == 0:
+            return
 
     def body(idx: Callable[[int], str]) -> list[str]:
         va = a.value(idx(1)) if a.tile else a.text
@@ -323,7 +368,11 @@ def _binary(em: Emitter, inst: I.ElementwiseBinary) -> None:
         value = binary_value(inst.op, va, a.dtype, vb, b.dtype, out.dtype, em)
         return [f"{name}[{idx(0)}] = {value};"]
 
-    em.local_loop(out, [o.map for o in (a, b) if o.tile], body)
+    maps = [o.map for o in (a, b) if o.tile]
+    if paired:  # the odd last register
+        em.extend(body(lambda k: str(([count - 1], *[[m[-1]] for m in maps])[k][0])))
+        return
+    em.local_loop(out, maps, body)
 
 
 @EMIT.rule(I.ElementwiseUnary)

@@ -101,7 +101,7 @@ of every type against ``DataType.decode``, in both branches.
 
 from __future__ import annotations
 
-from ..dtypes import DataType
+from ..dtypes import DataType, is_f16
 from ..passes.select_instructions import KINDS, fast_cast_kind
 from .prelude import SNIPPETS, Prelude, Snippet
 
@@ -161,6 +161,11 @@ template <int LUT> {_FN} tv_u32 tv_lop3(tv_u32 a, tv_u32 b, tv_u32 c) {{
   asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(LUT));
   return d;
 }}
+{_FN} tv_u32 tv_hadd2(tv_u32 a, tv_u32 b) {{
+  tv_u32 d;
+  asm("add.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}}
 {_FN} tv_u32 tv_hsub2(tv_u32 a, tv_u32 b) {{
   tv_u32 d;
   asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
@@ -169,6 +174,11 @@ template <int LUT> {_FN} tv_u32 tv_lop3(tv_u32 a, tv_u32 b, tv_u32 c) {{
 {_FN} tv_u32 tv_hmul2(tv_u32 a, tv_u32 b) {{
   tv_u32 d;
   asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}}
+{_FN} tv_u32 tv_hfma2(tv_u32 a, tv_u32 b, tv_u32 c) {{
+  tv_u32 d;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
 }}
 // Per lane: NaN loses to a number.
@@ -220,10 +230,6 @@ _register(
     f"""
 // Low-bit codes c0, c1 (one per register, the code in the low bits) to two float16 or bfloat16
 // values in one word, element 0 in the low half. Exact: see tilevm/codegen/dequant.py.
-{_FN} void tv_unpack2(tv_u16& lo, tv_u16& hi, tv_u32 w) {{
-  lo = (tv_u16)w;
-  hi = (tv_u16)(w >> 16);
-}}
 // B-bit ints to float16: lane 0x6400 | u is 1024 + u (u = code, or code ^ 2^(B-1) for a signed
 // code: offset binary); subtracting the magic itself leaves the value. The mask also drops an
 // int8 element's sign extension (tv_i8).
@@ -231,6 +237,27 @@ template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_f16(tv_u32 c0, tv_u32 c1) {
   constexpr tv_u32 MASK = ((1u << B) - 1) * 0x10001u;
   constexpr tv_u32 MAGIC = (0x6400u | (SIGNED ? 1u << (B - 1) : 0u)) * 0x10001u;
   return tv_hsub2(tv_lop3<0x6A>(tv_prmt<0x5410>(c0, c1), MASK, MAGIC), MAGIC);
+}}
+// The float16 bits of an integer 1 <= n < 2048 (exact).
+{_FN} constexpr tv_u32 tv_f16_int_bits(tv_u32 n) {{
+  int e = 0;
+  while (n >> (e + 1)) ++e;
+  return (tv_u32)(e + 15) << 10 | ((n << (10 - e)) & 0x3FFu);
+}}
+// B-bit ints straight from packed words: w (one prmt of them) has code 0 at bit S0 of lane 0
+// and code 1 at bit S1 of lane 1 (S + B <= 10), other bits anything. Masked under the magic
+// (sign bit flipped for a signed code) a lane is 1024 + u 2^S; one fma by 2^-S and
+// -(2^(10 - S) + offset) leaves the value, exactly: the product is exact, the sum an integer.
+template <int B, bool SIGNED, int S0, int S1> {_FN} tv_u32 tv_dq_int_f16_at(tv_u32 w) {{
+  static_assert(S0 + B <= 10 && S1 + B <= 10, "each code must lie in its lane's mantissa");
+  constexpr tv_u32 OFF = SIGNED ? 1u << (B - 1) : 0u;
+  constexpr tv_u32 CODE = (1u << B) - 1;
+  constexpr tv_u32 MASK = CODE << S0 | CODE << (S1 + 16);
+  constexpr tv_u32 MAGIC = (0x6400u | OFF << S0) | (0x6400u | OFF << S1) << 16;
+  constexpr tv_u32 SCALE = (15u - S0) << 10 | (15u - S1) << 26;
+  constexpr tv_u32 BIAS = 0x80008000u | tv_f16_int_bits((1024u >> S0) + OFF) |
+                          tv_f16_int_bits((1024u >> S1) + OFF) << 16;
+  return tv_hfma2(tv_lop3<0x6A>(w, MASK, MAGIC), SCALE, BIAS);
 }}
 // B <= 7 bit ints to bfloat16: lane 0x4300 | u is 128 + u; h * 1 - (128 + offset).
 template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_bf16(tv_u32 c0, tv_u32 c1) {{
@@ -308,7 +335,76 @@ template <int E, int M> {_FN} tv_u32 tv_dq_float_bf16(tv_u32 c0, tv_u32 c1) {{
     "types",
     "f16",
     "dq_ops",
+    "pack",
+)
+
+_register(
+    "pair_arith",
+    f"""
+// +, -, * of two float16 (bfloat16) lanes at once, for elementwise tile arithmetic. Each is
+// correctly rounded, and so equal to the interpreter's float32 result rounded once to 16 bits:
+// float32's 24 significand bits are at least 2 p + 2 (p = 11, 8), so that second rounding is
+// the correct rounding of the exact result. Subnormals are kept (no .ftz). sm_80 has no bf16
+// add or multiply: fma.rn.bf16x2 with 1 (a * 1 + b, b * -1 + a) or -0 (a * b + -0, which
+// keeps the sign of a zero product) rounds once as well. OP: 0 add, 1 sub, 2 mul.
+template <int OP> {_FN} tv_u32 tv_h2_arith(tv_u32 a, tv_u32 b) {{
+  if constexpr (OP == 0) return tv_hadd2(a, b);
+  else if constexpr (OP == 1) return tv_hsub2(a, b);
+  else return tv_hmul2(a, b);
+}}
+template <int OP> {_FN} tv_u32 tv_bf2_arith(tv_u32 a, tv_u32 b) {{
+  if constexpr (OP == 0) return tv_bfma2(a, 0x3F803F80u, b);
+  else if constexpr (OP == 1) return tv_bfma2(b, 0xBF80BF80u, a);
+  else return tv_bfma2(a, b, 0x80008000u);
+}}
+""",
+    "types",
+    "dq_ops",
+    "pack",
 )
 
 
-__all__ = ["KINDS", "cast_pair", "fast_cast_kind"]
+def int_pair_from_words(
+    src: DataType, words: str, starts: tuple[int, int], num_words: int, pre: Prelude
+) -> str | None:
+    """The float16 pair of two int codes read straight from a thread's packed 32-bit words.
+
+    ``starts`` are the codes' bit positions in the thread's bit string (word i
+    holds bits ``32 i ... 32 i + 31``; ``words`` is the C array). One ``prmt``
+    puts the two bytes holding each code into a lane, the code ``S`` bits up,
+    then :cpp:func:`tv_dq_int_f16_at` masks and scales: 3 instructions a pair
+    (the generic path first cuts each code out: about 7). None where a code
+    would not lie in its lane's mantissa (``S + B > 10``).
+    """
+    nbits = src.nbits
+    lanes = [(p // 8, p % 8) for p in starts]  # (first byte, S)
+    if any(s + nbits > 10 for _, s in lanes):
+        return None
+    needed = sorted({k + d for k, s in lanes for d in range(1 + (s + nbits > 8))})
+    first = needed[0] // 4
+    if needed[-1] >= 4 * first + 8:
+        return None
+    second = min(first + 1, num_words - 1)
+    sel = 0
+    for i, (k, s) in enumerate(lanes):
+        low = k - 4 * first
+        high = low + 1 if s + nbits > 8 else low  # the next byte only when the code reaches it
+        sel |= (low | high << 4) << (8 * i)
+    pre.use("dequant")
+    signed = "true" if src.kind == "int" else "false"
+    word = f"tv_prmt<0x{sel:04X}>({words}[{first}], {words}[{second}])"
+    return f"tv_dq_int_f16_at<{nbits}, {signed}, {lanes[0][1]}, {lanes[1][1]}>({word})"
+
+
+PAIR_OPS = {"add": 0, "sub": 1, "mul": 2}
+"""Elementwise operations on float16/bfloat16 tiles that run two lanes an instruction."""
+
+
+def arith_pair(op: str, dtype: DataType, a: str, b: str, pre: Prelude) -> str:
+    """The C expression (a ``tv_u32``) of ``a op b`` for two packed 16-bit lanes of ``dtype``."""
+    pre.use("pair_arith")
+    fn = "tv_h2_arith" if is_f16(dtype) else "tv_bf2_arith"
+    return f"{fn}<{PAIR_OPS[op]}>({a}, {b})"
+
+
+__all__ = ["KINDS", "PAIR_OPS", "arith_pair", "cast_pair", "fast_cast_kind", "int_pair_from_words"]

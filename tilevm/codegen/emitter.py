@@ -159,6 +159,8 @@ class Emitter:
         self._guards: dict[tuple[str, int], str] = {}
         self._coords: dict[RegisterLayout, Coords] = {}
         self.globals: dict[int, GlobalVar] = {}
+        # Low-bit tiles viewed from 32-bit words: (words' C array, word count, bit of each code).
+        self.packed_codes: dict[int, tuple[str, int, tuple[int, ...]]] = {}
         self.shared: dict[int, SharedVar] = {}
         self.facts: dict[Var, VarFact] = {}
         self.params = {p.var: p for p in program.params}

@@ -280,6 +280,10 @@ _snippet(
 // Tensor-core operand registers: two 16-bit or four 8-bit elements, the lowest index in
 // the lowest bits.
 {_FN} tv_u32 tv_pack2(tv_u16 lo, tv_u16 hi) {{ return (tv_u32)lo | ((tv_u32)hi << 16); }}
+{_FN} void tv_unpack2(tv_u16& lo, tv_u16& hi, tv_u32 w) {{
+  lo = (tv_u16)w;
+  hi = (tv_u16)(w >> 16);
+}}
 {_FN} tv_u32 tv_pack4(tv_u8 a, tv_u8 b, tv_u8 c, tv_u8 d) {{
   return (tv_u32)a | ((tv_u32)b << 8) | ((tv_u32)c << 16) | ((tv_u32)d << 24);
 }}
