@@ -130,6 +130,9 @@ static inline unsigned tv_bfma2(unsigned a, unsigned b, unsigned c) {
   });
 }
 static inline float tv_fmul_rn(float a, float b) { return a * b; }  // SSE: no flush to zero
+template <int SH> static inline unsigned tv_shf_r(unsigned lo, unsigned hi) {  // shf.r.wrap
+  return (unsigned)((((unsigned long long)hi << 32) | lo) >> (SH & 31));
+}
 // cvt.rn.f16x2.e4m3x2 (E = 4) and .e5m2x2 (E = 5) of the high half of a: as the PTX ISA orders
 // them, the half's low byte to lane 0 and its high byte to lane 1, each value exact in float16
 // (e4m3 is OCP's: bias 7, no inf, NaN S.1111.111; e5m2 is IEEE style); a NaN becomes the

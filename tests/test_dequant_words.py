@@ -16,9 +16,11 @@ import pytest
 from lang_testing import fresh_rng
 
 import tilevm
-from tilevm.codegen.dequant import int_pair_from_words
+from tilevm.codegen.dequant import pair_from_words
 from tilevm.codegen.prelude import Prelude
+from tilevm.dtypes import bfloat16, float16
 from tilevm.ops.qgemm import step_layout, weight_step_layout
+from tilevm.passes.select_instructions import fast_cast_kind
 
 host = pytest.mark.skipif(not codegen_host.have_compiler(), reason="needs a host g++")
 SNIPPETS = ["types", "dequant"]  # the shim stands in for "f16" and "dq_ops"
@@ -26,16 +28,22 @@ NO_CVT = {"TV_F8_CVT": "0"}  # dq_ops's macro, which "dequant" reads
 INTS = [tilevm.dtype(f"{s}int{b}") for b in range(1, 8) for s in ("", "u") if (s, b) != ("", 1)]
 
 
-def _f16_bits(values: np.ndarray) -> np.ndarray:
-    return values.astype(np.float16).view(np.uint16).astype(np.uint32)
+def _bits(t, dst, codes: np.ndarray) -> np.ndarray:
+    """The generic cast's bits (``dst.encode``: saturating where the type says so)."""
+    return dst.encode(t.decode(codes)).astype(np.uint32)
 
 
 @host
+@pytest.mark.parametrize("dst", ["float16", "bfloat16"])
 @pytest.mark.parametrize("t", INTS, ids=str)
-def test_every_pair_of_codes_at_every_offset_converts_exactly(t):
+def test_every_pair_of_codes_at_every_offset_converts_exactly(t, dst):
     b, signed = t.nbits, t.kind == "int"
-    offsets = [(s0, s1) for s0 in range(11 - b) for s1 in range(11 - b)]
-    fn = f"tv_dq_int_f16_at<{b}, {str(signed).lower()}"
+    dst = tilevm.dtype(dst)
+    room = 10 if dst == float16 else 7  # mantissa bits a lane's code may reach
+    if b > room:
+        pytest.skip(f"{b}-bit codes take another sequence to {dst}")
+    offsets = [(s0, s1) for s0 in range(room + 1 - b) for s1 in range(room + 1 - b)]
+    fn = f"tv_dq_int_{'f16' if dst == float16 else 'bf16'}_at<{b}, {str(signed).lower()}"
     cases = "\n".join(
         f"    case {i}: out = {fn}, {s0}, {s1}>(in[1]); break;"
         for i, (s0, s1) in enumerate(offsets)
@@ -46,7 +54,7 @@ def test_every_pair_of_codes_at_every_offset_converts_exactly(t):
         "  unsigned out = 0;\n"
         "  switch (in[0]) {\n" + cases + "\n  }\n  fwrite(&out, 4, 1, stdout);\n}"
     )
-    binary = codegen_host.host_program(f"dq_at_{t}", SNIPPETS, main, NO_CVT)
+    binary = codegen_host.host_program(f"dq_at_{t}_{dst}", SNIPPETS, main, NO_CVT)
     rng = fresh_rng()
     codes = np.arange(1 << b, dtype=np.uint32)
     c0, c1 = (a.ravel() for a in np.meshgrid(codes, codes, indexing="ij"))
@@ -56,8 +64,7 @@ def test_every_pair_of_codes_at_every_offset_converts_exactly(t):
         mask = ((1 << b) - 1) << s0 | ((1 << b) - 1) << (s1 + 16)
         word = (junk & ~np.uint32(mask)) | (c0 << s0) | (c1 << (s1 + 16))
         inputs.append(np.stack([np.full(c0.size, i, np.uint32), word], axis=1))
-        pair = np.stack([_f16_bits(t.decode(c0)), _f16_bits(t.decode(c1))], axis=1)
-        want.append(pair[:, 0] | pair[:, 1] << 16)
+        want.append(_bits(t, dst, c0) | _bits(t, dst, c1) << 16)
     out = codegen_host.run_words(binary, np.concatenate(inputs).ravel())
     np.testing.assert_array_equal(out, np.concatenate(want))
 
@@ -70,38 +77,70 @@ def _view_starts(nbits: int, warps: int = 2) -> list[int]:
     return [r * nbits for r in range(codes)]
 
 
+FLOATS = [
+    tilevm.dtype(n)
+    for n in (
+        "float4_e2m1",
+        "float6_e3m2",
+        "float6_e2m3",
+        "float5_e2m2",
+        "float3_e1m1",
+        "float7_e5m1",
+        "float4_e3m0",
+    )
+]
+CASES = (
+    [(t, float16) for t in INTS + [tilevm.int8, tilevm.uint8]]
+    + [(t, bfloat16) for t in INTS]
+    + [(t, float16) for t in FLOATS]
+)
+
+
 @host
-@pytest.mark.parametrize("t", INTS, ids=str)
-def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(t):
+@pytest.mark.parametrize(("t", "dst"), CASES, ids=[f"{t}-{d}" for t, d in CASES])
+def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(t, dst):
     b = t.nbits
+    kind = fast_cast_kind(t, dst)
     starts = _view_starts(b)
     num_words = len(starts) * b // 32
-    exprs = []
-    for p in range(len(starts) // 2):
-        e = int_pair_from_words(t, "w", (starts[2 * p], starts[2 * p + 1]), num_words, Prelude())
-        exprs.append(e)
-    fast = [e for e in exprs if e is not None]
-    if b <= 4:
-        assert len(fast) == len(exprs)  # every pair: the codes sit low enough in their bytes
-    if not fast:
-        return
-    lines = "\n".join(f"  out[{i}] = {e};" for i, e in enumerate(exprs) if e is not None)
+    exprs = [
+        pair_from_words(kind, t, "w", (starts[2 * p], starts[2 * p + 1]), num_words, Prelude())
+        for p in range(len(starts) // 2)
+    ]
+    assert all(e is not None for e in exprs)  # every pair of every width and sequence here
+    if dst == float16 and t.is_integer and b in (1, 2, 4, 8):
+        assert not any("tv_shf_r" in e for e in exprs)  # no shift: codes sit low in bytes
+    lines = "\n".join(f"  out[{i}] = {e};" for i, e in enumerate(exprs))
     main = (
-        f"unsigned w[{num_words}], out[{len(exprs)}] = {{0}};\n"
+        f"unsigned w[{num_words}], out[{len(exprs)}];\n"
         f"while (fread(w, 4, {num_words}, stdin) == {num_words}) {{\n"
         f"{lines}\n  fwrite(out, 4, {len(exprs)}, stdout);\n}}"
     )
-    binary = codegen_host.host_program(f"dq_words_{t}", SNIPPETS, main, NO_CVT)
+    binary = codegen_host.host_program(f"dq_words_{t}_{dst}", SNIPPETS, main, NO_CVT)
     rng = fresh_rng()
-    trials = 64
+    trials = 256
     words = rng.integers(0, 1 << 32, (trials, num_words), dtype=np.uint64).astype(np.uint32)
     out = codegen_host.run_words(binary, words.ravel()).reshape(trials, len(exprs))
     bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
-    for p, e in enumerate(exprs):
-        if e is None:
-            continue
-        pair = []
-        for start in (starts[2 * p], starts[2 * p + 1]):
-            code = (bits[:, start : start + b] << np.arange(b)).sum(axis=1).astype(np.uint32)
-            pair.append(_f16_bits(t.decode(code)))
-        np.testing.assert_array_equal(out[:, p], pair[0] | pair[1] << 16, err_msg=f"pair {p}")
+    for p in range(len(exprs)):
+        codes = [_code(bits, starts[2 * p + q], b) for q in (0, 1)]
+        values = [t.decode(c) for c in codes]
+        want = _bits(t, dst, codes[0]) | _bits(t, dst, codes[1]) << 16
+        keep = np.full(trials, 0xFFFFFFFF, np.uint32)  # a NaN lane need only stay a NaN
+        for q, v in enumerate(values):
+            if t.is_float:
+                keep &= np.where(np.isnan(v), ~np.uint32(0xFFFF << (16 * q)), np.uint32(0xFFFFFFFF))
+        np.testing.assert_array_equal(out[:, p] & keep, want & keep, err_msg=exprs[p])
+
+
+def _code(bits: np.ndarray, start: int, b: int) -> np.ndarray:
+    return (bits[:, start : start + b] << np.arange(b)).sum(axis=1).astype(np.uint32)
+
+
+def test_eight_bit_floats_and_float_bf16_keep_the_generic_pairing():
+    prelude = Prelude()
+    assert pair_from_words("float_f16", tilevm.float8_e4m3, "w", (0, 8), 2, prelude) is None
+    assert (
+        pair_from_words("float_bf16_via_f16", tilevm.float4_e2m1, "w", (0, 4), 1, prelude) is None
+    )
+    assert pair_from_words("int8_bf16", tilevm.int8, "w", (0, 8), 1, prelude) is None

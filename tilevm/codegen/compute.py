@@ -36,7 +36,7 @@ from ..ir.tensor import RegisterTensor
 from ..layouts.indexing import broadcast_transform, local_map, local_parts, reshape_transform
 from ..layouts.register import RegisterLayout
 from ..layouts.view import check_view_legal, view_moves
-from .dequant import PAIR_OPS, arith_pair, cast_pair, int_pair_from_words
+from .dequant import PAIR_OPS, arith_pair, cast_pair, pair_from_words
 from .emitter import EMIT, Emitter, SharedVar
 from .memory import shared_access
 from .scalars import paren
@@ -166,15 +166,14 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
         word = cast_pair(kind, x.dtype, f"{src}[{idx(2)}]", f"{src}[{idx(3)}]", em.prelude)
         return [f"tv_unpack2({name}[{idx(0)}], {name}[{idx(1)}], {word});"]
 
-    packed = em.packed_codes.get(id(x)) if kind == "int_f16" else None
+    packed = em.packed_codes.get(id(x))
     if packed is not None:
-        # Codes a view cut from packed words: each pair straight from the words where its
-        # two codes sit low enough in their bytes (all pairs for 1 to 4 bits).
+        # Codes a view cut from packed words: each pair read straight from the words.
         words, num_words, starts = packed
         for p in range(pairs):
             r0, r1 = maps[2][p], maps[3][p]
-            word = int_pair_from_words(
-                x.dtype, words, (starts[r0], starts[r1]), num_words, em.prelude
+            word = pair_from_words(
+                kind, x.dtype, words, (starts[r0], starts[r1]), num_words, em.prelude
             )
             if word is None:
                 em.extend(pair(lambda k, p=p: str(maps[k][p])))
@@ -219,7 +218,7 @@ def _view(em: Emitter, inst: I.View) -> None:
     name, src = em.declare(out), em.tile(x)
     wide = out.dtype.nbits > 32 or x.dtype.nbits > 32
     plan = view_plan(xl.local_size, x.dtype.nbits, ol.local_size, out.dtype.nbits)
-    if x.dtype.nbits == 32 and out.dtype.nbits < 8:
+    if x.dtype.nbits == 32 and out.dtype.nbits <= 8:
         # Codes cut from 32-bit words: a cast may read them from the words directly.
         starts = tuple(32 * pieces[0][0] + pieces[0][1] for pieces in plan)
         em.packed_codes[id(out)] = (src, xl.local_size, starts)

@@ -198,6 +198,12 @@ template <int LUT> {_FN} tv_u32 tv_lop3(tv_u32 a, tv_u32 b, tv_u32 c) {{
   asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
 }}
+// Bits SH .. SH + 31 of the 64-bit hi:lo (a funnel shift).
+template <int SH> {_FN} tv_u32 tv_shf_r(tv_u32 lo, tv_u32 hi) {{
+  tv_u32 d;
+  asm("shf.r.wrap.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(lo), "r"(hi), "n"(SH));
+  return d;
+}}
 // Not .ftz whatever the compile options: subnormal inputs count.
 {_FN} float tv_fmul_rn(float a, float b) {{
   float d;
@@ -267,6 +273,24 @@ template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_bf16(tv_u32 c0, tv_u32 c1) 
   const tv_u32 h = tv_lop3<0x6A>(tv_prmt<0x5410>(c0, c1), MASK, MAGIC);
   return tv_bfma2(h, 0x3F803F80u, MAGIC | 0x80008000u);
 }}
+// The bfloat16 bits of an integer 1 <= n < 256 with at most 8 significant bits (exact).
+{_FN} constexpr tv_u32 tv_bf16_int_bits(tv_u32 n) {{
+  int e = 0;
+  while (n >> (e + 1)) ++e;
+  return (tv_u32)(e + 127) << 7 | ((n << (7 - e)) & 0x7Fu);
+}}
+// tv_dq_int_f16_at's bfloat16 twin (S + B <= 7): lanes 128 + u 2^S, one fma.rn.bf16x2.
+template <int B, bool SIGNED, int S0, int S1> {_FN} tv_u32 tv_dq_int_bf16_at(tv_u32 w) {{
+  static_assert(S0 + B <= 7 && S1 + B <= 7, "each code must lie in its lane's mantissa");
+  constexpr tv_u32 OFF = SIGNED ? 1u << (B - 1) : 0u;
+  constexpr tv_u32 CODE = (1u << B) - 1;
+  constexpr tv_u32 MASK = CODE << S0 | CODE << (S1 + 16);
+  constexpr tv_u32 MAGIC = (0x4300u | OFF << S0) | (0x4300u | OFF << S1) << 16;
+  constexpr tv_u32 SCALE = (127u - S0) << 7 | (127u - S1) << 23;
+  constexpr tv_u32 BIAS = 0x80008000u | tv_bf16_int_bits((128u >> S0) + OFF) |
+                          tv_bf16_int_bits((128u >> S1) + OFF) << 16;
+  return tv_bfma2(tv_lop3<0x6A>(w, MASK, MAGIC), SCALE, BIAS);
+}}
 // 8-bit ints to bfloat16 through float32: 0x4B000000 | u is 2^23 + u; the difference is a small
 // integer, so its upper half is exact.
 template <bool SIGNED> {_FN} tv_u32 tv_dq_int8_bf16(tv_u32 c0, tv_u32 c1) {{
@@ -290,14 +314,12 @@ constexpr bool tv_f8_cvt_format = E == 4 && M == 3 && SPECIAL == 1;  // e4m3 (e5
 // largest value: such lanes become sign | 0x7FFF), 2 = IEEE style (with E = 5, placement keeps
 // inf and NaN); E = 5 finite formats saturate their top-exponent codes to 65504. CVT: e4m3
 // takes tv_dq_f8_cvt instead (the default: where the target has the instruction).
-template <int E, int M, int SPECIAL, bool CVT = TV_F8_CVT>
-{_FN} tv_u32 tv_dq_float_f16(tv_u32 c0, tv_u32 c1) {{
+// tv_dq_float_f16 from w, whose lanes hold the codes PRE bits up and nothing else.
+template <int E, int M, int SPECIAL, int PRE> {_FN} tv_u32 tv_dq_float_f16_lanes(tv_u32 w) {{
   static_assert(E <= 5 && M <= 10, "float16 holds the values");
-  if constexpr (CVT && tv_f8_cvt_format<E, M, SPECIAL>) return tv_dq_f8_cvt<E>(c0, c1);
   constexpr int BIAS = (1 << (E - 1)) - 1;
   constexpr int SHIFT = 10 - M;
-  constexpr int PRE = SHIFT == 8 ? 8 : 0;  // prmt places the codes a byte up for free
-  tv_u32 w = PRE ? tv_prmt<0x4501>(c0, c1) : tv_prmt<0x5410>(c0, c1);
+  static_assert(PRE <= SHIFT, "the shift places the codes");
   if (E < 5) {{  // sign bit E + M up by 5 - E: add 2^(5-E) - 1 times itself
     constexpr tv_u32 SIGN = (0x10001u << (E + M)) << PRE;
     w += (w & SIGN) * ((1u << (5 - E)) - 1);
@@ -314,6 +336,18 @@ template <int E, int M, int SPECIAL, bool CVT = TV_F8_CVT>
     h = tv_lop3<0xF8>(tv_hmin2(h & 0x7FFF7FFFu, 0x7BFF7BFFu), h, 0x80008000u);
   }}
   return h;
+}}
+template <int E, int M, int SPECIAL, bool CVT = TV_F8_CVT>
+{_FN} tv_u32 tv_dq_float_f16(tv_u32 c0, tv_u32 c1) {{
+  if constexpr (CVT && tv_f8_cvt_format<E, M, SPECIAL>) return tv_dq_f8_cvt<E>(c0, c1);
+  constexpr int PRE = M == 2 ? 8 : 0;  // prmt places the codes a byte up for free
+  const tv_u32 w = PRE ? tv_prmt<0x4501>(c0, c1) : tv_prmt<0x5410>(c0, c1);
+  return tv_dq_float_f16_lanes<E, M, SPECIAL, PRE>(w);
+}}
+// Small float codes straight from packed words: w (one prmt of them) has the codes at bit 0 of
+// its lanes, other bits anything; one lop3 clears those.
+template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_f16_at(tv_u32 w) {{
+  return tv_dq_float_f16_lanes<E, M, SPECIAL, 0>(w & ((1u << (1 + E + M)) - 1) * 0x10001u);
 }}
 // Small floats whose values float16 holds, to bfloat16: widen both lanes exactly, keep the tops.
 template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_bf16_via_f16(tv_u32 c0, tv_u32 c1) {{
@@ -364,36 +398,61 @@ template <int OP> {_FN} tv_u32 tv_bf2_arith(tv_u32 a, tv_u32 b) {{
 )
 
 
-def int_pair_from_words(
-    src: DataType, words: str, starts: tuple[int, int], num_words: int, pre: Prelude
+# What each sequence that reads codes straight from packed words allows: the highest bit a code
+# may reach in its lane (S + B), and whether the codes must sit at bit 0.
+_FROM_WORDS = {"int_f16": (10, False), "int_bf16": (7, False), "float_f16": (16, True)}
+
+
+def pair_from_words(
+    kind: str, src: DataType, words: str, starts: tuple[int, int], num_words: int, pre: Prelude
 ) -> str | None:
-    """The float16 pair of two int codes read straight from a thread's packed 32-bit words.
+    """The 16-bit pair of two codes read straight from a thread's packed 32-bit words.
 
     ``starts`` are the codes' bit positions in the thread's bit string (word i
-    holds bits ``32 i ... 32 i + 31``; ``words`` is the C array). One ``prmt``
-    puts the two bytes holding each code into a lane, the code ``S`` bits up,
-    then :cpp:func:`tv_dq_int_f16_at` masks and scales: 3 instructions a pair
-    (the generic path first cuts each code out: about 7). None where a code
-    would not lie in its lane's mantissa (``S + B > 10``).
+    holds bits ``32 i ... 32 i + 31``; ``words`` is the C array of its
+    ``num_words`` words). Each code comes from its own word when it sits low
+    enough in its byte for the sequence (``S + B`` within the lane's
+    mantissa; bit 0 for small floats), else from a funnel shift of its word
+    and the next that moves it to bit 0 of a byte (one ``shf`` serves every
+    code of that word at that shift). One ``prmt`` then puts each code's
+    bytes into its lane and the ``*_at`` sequence masks and scales: for ints 3
+    instructions a pair (the generic path first cuts each code out of the
+    words: about 7). None for the sequences that cannot (8-bit floats, int8 to
+    bfloat16, small floats to bfloat16).
     """
-    nbits = src.nbits
-    lanes = [(p // 8, p % 8) for p in starts]  # (first byte, S)
-    if any(s + nbits > 10 for _, s in lanes):
+    if kind not in _FROM_WORDS or (kind == "float_f16" and src.nbits == 8):
         return None
-    needed = sorted({k + d for k, s in lanes for d in range(1 + (s + nbits > 8))})
-    first = needed[0] // 4
-    if needed[-1] >= 4 * first + 8:
+    limit, at_zero = _FROM_WORDS[kind]
+    b = src.nbits
+    sources: list[str] = []
+    lanes = []  # (source index, first byte, S)
+    for p in starts:
+        word, offset = divmod(p, 32)
+        byte, bit = divmod(offset, 8)
+        nxt = f"{words}[{min(word + 1, num_words - 1)}]"
+        if (bit == 0 or not at_zero) and bit + b <= limit and offset + b <= 32:
+            text = f"{words}[{word}]"
+        else:  # move the code to bit 0 of a byte of the shifted word
+            text, bit = f"tv_shf_r<{bit}>({words}[{word}], {nxt})", 0
+        if text not in sources:
+            sources.append(text)
+        lanes.append((sources.index(text), byte, bit))
+    if len(sources) > 2:
         return None
-    second = min(first + 1, num_words - 1)
     sel = 0
-    for i, (k, s) in enumerate(lanes):
-        low = k - 4 * first
-        high = low + 1 if s + nbits > 8 else low  # the next byte only when the code reaches it
+    for i, (source, byte, bit) in enumerate(lanes):
+        low = 4 * source + byte
+        high = low + 1 if bit + b > 8 else low  # the next byte only when the code reaches it
         sel |= (low | high << 4) << (8 * i)
     pre.use("dequant")
+    word = f"tv_prmt<0x{sel:04X}>({sources[0]}, {sources[-1]})"
+    if kind == "float_f16":
+        assert src.exponent_bits is not None and src.mantissa_bits is not None
+        special = 2 if src.has_inf else 1 if src.has_nan else 0
+        return f"tv_dq_float_f16_at<{src.exponent_bits}, {src.mantissa_bits}, {special}>({word})"
     signed = "true" if src.kind == "int" else "false"
-    word = f"tv_prmt<0x{sel:04X}>({words}[{first}], {words}[{second}])"
-    return f"tv_dq_int_f16_at<{nbits}, {signed}, {lanes[0][1]}, {lanes[1][1]}>({word})"
+    fn = "tv_dq_int_f16_at" if kind == "int_f16" else "tv_dq_int_bf16_at"
+    return f"{fn}<{b}, {signed}, {lanes[0][2]}, {lanes[1][2]}>({word})"
 
 
 PAIR_OPS = {"add": 0, "sub": 1, "mul": 2}
@@ -407,4 +466,4 @@ def arith_pair(op: str, dtype: DataType, a: str, b: str, pre: Prelude) -> str:
     return f"{fn}<{PAIR_OPS[op]}>({a}, {b})"
 
 
-__all__ = ["KINDS", "PAIR_OPS", "arith_pair", "cast_pair", "fast_cast_kind", "int_pair_from_words"]
+__all__ = ["KINDS", "PAIR_OPS", "arith_pair", "cast_pair", "fast_cast_kind", "pair_from_words"]
