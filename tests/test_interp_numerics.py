@@ -373,6 +373,7 @@ def binary_reference(t: DataType, op: str, a: np.ndarray, b: np.ndarray) -> np.n
 @given(binary_cases())
 @example((tilevm.int1, "floordiv", np.array([0]), np.array([-1])))  # int1's only nonzero is -1
 @example((tilevm.uint1, "add", np.array([1]), 1))  # a bool tile plus a Python int: int32, 2
+@example((tilevm.uint1, "shl", np.array([1]), np.array([1])))  # True << True is int32 2
 def test_elementwise_binary_ops_match_a_reference_in_every_type(case):
     t, op, a, b = case
     expect = binary_reference(t, op, a, np.asarray(b, dtype=a.dtype))

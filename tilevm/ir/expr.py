@@ -73,7 +73,8 @@ def result_type(op: str, a: DataType, b: DataType) -> DataType:
         wide = [t for t in (a, b) if t.is_float]
         return max(wide, key=lambda t: t.nbits) if op != "truediv" or wide else FLOAT32
     if a == BOOL:
-        return b if b != BOOL or op in BITWISE else INT32
+        # Two bools stay bool only under &, |, ^ (True << True is 2, as in Python and numpy).
+        return b if b != BOOL or op in ("and", "or", "xor") else INT32
     if b == BOOL:
         return a
     return a if a.nbits >= b.nbits else b
