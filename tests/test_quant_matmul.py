@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -118,6 +120,27 @@ def test_the_interpreter_runs_unsplit_decode_blocks_and_the_first_prefill_shape(
     assert choose_config(16, 100, 96, 3, cpu) == Config(16, 2, 1, 2)
     assert choose_config(17, 100, 96, 3, cpu) == Config(64, 2, 1, 2, prefill=True, warps_m=2)
     assert choose_config(300, 4096, 4096, 3, cpu).num_warps == 4
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "k", "nbits", "splits", "per_split"),
+    [
+        (1, 12288, 4096, 4, 6, 11),  # 48 blocks: about 2 per SM of 132
+        (16, 4096, 4096, 8, 16, 4),  # 16 blocks want 17 splits; 4 tiles a split at least
+        (1, 4096, 4096, 1, 16, 4),  # 1-bit weights want 4 blocks per SM, capped the same way
+        (1, 4096, 14336, 3, 25, 9),  # 3 bits: 3 blocks per SM, 224 k tiles to share
+        (1, 4096, 256, 4, 1, 4),  # 4 k tiles: no split
+        (4096, 4096, 4096, 4, 1, 64),  # prefill: 2048 blocks fill the device unsplit
+    ],
+)
+def test_on_a_gpu_the_k_split_keeps_enough_weight_bytes_in_flight(
+    monkeypatch, m, n, k, nbits, splits, per_split
+):
+    qm = importlib.import_module("tilevm.ops.quant_matmul")  # the module, not the function
+    monkeypatch.setattr(qm, "_sm_count", lambda device: 132)
+    cfg = choose_config(m, n, k, nbits, torch.device("cuda"))
+    assert (cfg.splits, cfg.k_tiles_per_split) == (splits, per_split)
+    assert (cfg.splits - 1) * cfg.k_tiles_per_split < -(-k // 64) <= cfg.splits * per_split
 
 
 @pytest.mark.parametrize(

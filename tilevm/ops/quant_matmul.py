@@ -87,20 +87,44 @@ def _tuned_prefill(act: dtypes.DataType) -> Autotuner:
     return Autotuner(GEMM_TC[act], PREFILL_CONFIGS, PREFILL_KEY)
 
 
+IN_FLIGHT_BYTES = 32 << 10
+"""Weight bytes the decode kernel aims to have in flight per SM (Little's law: about 3.3 TB/s
+times 1 µs of DRAM latency, over 132 SMs, is 25 KiB)."""
+
+MIN_TILES_PER_SPLIT = 4
+"""k tiles a split keeps at least, so its loads pipeline and its partial sums stay few."""
+
+
+def _blocks_per_sm(prefill: bool, warps: int, nbits: int) -> int:
+    """How many blocks per SM the k split aims for.
+
+    A decode warp has two tiles of ``512 b`` bytes in flight (the one it
+    computes and the next), so narrow weights need more blocks to keep
+    :data:`IN_FLIGHT_BYTES` in flight: 2 blocks of 4 warps from 4 bits up, 3
+    for 3 bits, 4 (about what fits) below. The prefill kernel computes more
+    than it loads: 2.
+    """
+    if prefill:
+        return 2
+    return max(2, min(4, -(-IN_FLIGHT_BYTES // (warps * 1024 * nbits))))
+
+
 def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> Config:
     """The launch for an ``[m, k] x [k, n]`` product with ``nbits`` weights on ``device``.
 
     Up to :data:`DECODE_ROWS` rows: the decode kernel with 16-row blocks (it
-    needs about 130-170 registers a thread: fp32 accumulators, x's fragments,
+    needs about 95-170 registers a thread: fp32 accumulators, x's fragments,
     two tiles of packed weights in flight and one k step of dequantised
     ones). More rows: the prefill kernel in its first tile shape; a tuned
     launch may use another of :data:`PREFILL_CONFIGS` with the same splits.
-    On a GPU the k tiles are split so that there are about two blocks per
-    SM. ``nbits`` is kept for per-width rules.
+    On a GPU the k tiles are split so that there are about
+    :func:`_blocks_per_sm` blocks per SM, each split keeping at least
+    :data:`MIN_TILES_PER_SPLIT` tiles (fewer splits when k is short).
     """
     n_tiles = -(-n // TILE_N)
     k_tiles = -(-k // TILE_K)
-    if m <= DECODE_ROWS:
+    prefill = m > DECODE_ROWS
+    if not prefill:
         block_m, warps, warps_m = 16, min(4, n_tiles), 1
     else:
         first = PREFILL_CONFIGS[0]
@@ -108,9 +132,10 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
     blocks = -(-m // block_m) * -(-n_tiles // warps)
     splits = 1
     if device.type == "cuda":
-        splits = max(1, min(k_tiles, math.ceil(2 * _sm_count(device) / blocks)))
+        wanted = math.ceil(_blocks_per_sm(prefill, warps, nbits) * _sm_count(device) / blocks)
+        splits = max(1, min(k_tiles // MIN_TILES_PER_SPLIT, wanted))
     per_split = -(-k_tiles // splits)
-    return Config(block_m, warps, -(-k_tiles // per_split), per_split, m > DECODE_ROWS, warps_m)
+    return Config(block_m, warps, -(-k_tiles // per_split), per_split, prefill, warps_m)
 
 
 def _aligned(t: torch.Tensor) -> torch.Tensor:
