@@ -16,10 +16,14 @@ import pytest
 from lang_testing import fresh_rng
 
 import tilevm
+import tilevm.lang as tl
+from tilevm.codegen import emit_cuda
 from tilevm.codegen.dequant import pair_from_words
 from tilevm.codegen.prelude import Prelude
 from tilevm.dtypes import bfloat16, float16
+from tilevm.layouts import local
 from tilevm.ops.qgemm import step_layout, weight_step_layout
+from tilevm.passes.pipeline import run_pipeline
 from tilevm.passes.select_instructions import fast_cast_kind
 
 host = pytest.mark.skipif(not codegen_host.have_compiler(), reason="needs a host g++")
@@ -143,3 +147,41 @@ def test_eight_bit_floats_and_bfloat16_through_float32_keep_the_generic_pairing(
     assert pair_from_words("float_f16", tilevm.float8_e4m3, "w", (0, 8), 2, prelude) is None
     assert pair_from_words("float_bf16", tilevm.float7_e5m1, "w", (0, 7), 1, prelude) is None
     assert pair_from_words("int8_bf16", tilevm.int8, "w", (0, 8), 1, prelude) is None
+
+
+@tilevm.kernel(num_warps=1)
+def _cast_words(
+    w: tilevm.Ptr[tilevm.uint32],
+    y: tilevm.Ptr[tilevm.float16],
+    n: tilevm.int32,
+    REASSIGN: tilevm.constexpr,
+):
+    gw = tl.global_view(w, [n * 64])
+    words = tl.load(gw, [0], [64], layout=local(2).spatial(32))
+    codes = tl.view(words, tilevm.uint4, local(16).spatial(32))
+    for i in range(0, n):
+        tl.store(tl.global_view(y, [n, 512]), tl.reshape(tl.cast(codes, float16), [1, 512]), [i, 0])
+        if REASSIGN:
+            words = tl.load(gw, [i * 64], [64], layout=local(2).spatial(32))
+
+
+@pytest.mark.parametrize("reassign", [False, True])
+def test_a_cast_reads_the_words_only_when_nothing_overwrites_them(reassign):
+    source = emit_cuda(run_pipeline(_cast_words.program(REASSIGN=reassign))).source
+    assert ("tv_dq_int_f16_at<" in source) == (not reassign)
+    assert "tv_dq_int_f16_at<" in emit_cuda(run_pipeline(_qgemm_int4())).source
+
+
+def _qgemm_int4():
+    from tilevm.ops.qgemm import GEMM
+
+    return GEMM[float16].program(
+        WTYPE=tilevm.int4,
+        GROUP=128,
+        BLOCK_M=16,
+        WARPS=4,
+        HAS_ZEROS=False,
+        ZERO_OFFSET=0,
+        HAS_BIAS=False,
+        PARTIAL=False,
+    )

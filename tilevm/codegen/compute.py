@@ -218,8 +218,9 @@ def _view(em: Emitter, inst: I.View) -> None:
     name, src = em.declare(out), em.tile(x)
     wide = out.dtype.nbits > 32 or x.dtype.nbits > 32
     plan = view_plan(xl.local_size, x.dtype.nbits, ol.local_size, out.dtype.nbits)
-    if x.dtype.nbits == 32 and out.dtype.nbits <= 8:
-        # Codes cut from 32-bit words: a cast may read them from the words directly.
+    if x.dtype.nbits == 32 and out.dtype.nbits <= 8 and id(x) not in em.reassigned:
+        # Codes cut from 32-bit words: a cast may read them from the words directly (words
+        # no instruction overwrites, so they still hold the codes wherever the cast is).
         starts = tuple(32 * pieces[0][0] + pieces[0][1] for pieces in plan)
         em.packed_codes[id(out)] = (src, xl.local_size, starts)
     for v, pieces in enumerate(plan):
