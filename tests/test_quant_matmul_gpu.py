@@ -85,6 +85,8 @@ def test_bfloat16_activations_meet_their_bound(name, m):
         ("int3", -1, False, (1, 70, 64)),
         ("float6_e3m2", 32, False, (300, 100, 160)),
         ("int2", 64, False, (33, 300, 320)),
+        ("int3", -1, False, (40, 64, 100)),  # rows of x 200 bytes apart: no 16-byte copies
+        ("uint4", -1, True, (3, 96, 36)),
     ],
 )
 def test_odd_shapes_groups_zero_points_and_bias(name, group, zero_point, shape):
