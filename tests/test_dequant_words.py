@@ -2,7 +2,7 @@
 
 ``tv_dq_int_f16_at<B, SIGNED, S0, S1>`` takes a word whose lanes hold the two
 codes ``S0`` and ``S1`` bits up (other bits anything) and
-:func:`tilevm.codegen.dequant.int_pair_from_words` picks the ``prmt`` that
+:func:`tilevm.codegen.dequant.pairs_from_words` picks the ``prmt`` that
 builds that word from the thread's packed words. The host runs both with
 exact C twins of the PTX: every pair of codes at every offset, and every pair
 of the weight tiles the GEMM kernels view.
@@ -18,7 +18,7 @@ from lang_testing import fresh_rng
 import tilevm
 import tilevm.lang as tl
 from tilevm.codegen import emit_cuda
-from tilevm.codegen.dequant import pair_from_words
+from tilevm.codegen.dequant import pairs_from_words
 from tilevm.codegen.prelude import Prelude
 from tilevm.dtypes import bfloat16, float16
 from tilevm.layouts import local
@@ -101,27 +101,37 @@ CASES = (
 )
 
 
-@host
-@pytest.mark.parametrize(("t", "dst"), CASES, ids=[f"{t}-{d}" for t, d in CASES])
-def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(t, dst):
+def _gemm_pairs(t, dst, at_bit_zero=None):
     b = t.nbits
-    kind = fast_cast_kind(t, dst)
     starts = _view_starts(b)
     num_words = len(starts) * b // 32
-    exprs = [
-        pair_from_words(kind, t, "w", (starts[2 * p], starts[2 * p + 1]), num_words, Prelude())
-        for p in range(len(starts) // 2)
-    ]
-    assert all(e is not None for e in exprs)  # every pair of every width and sequence here
-    if dst == float16 and t.is_integer and b in (1, 2, 4, 8):
-        assert not any("tv_shf_r" in e for e in exprs)  # no shift: codes sit low in bytes
+    pairs = [(starts[2 * p], starts[2 * p + 1]) for p in range(len(starts) // 2)]
+    kind = fast_cast_kind(t, dst)
+    return (
+        starts,
+        num_words,
+        pairs_from_words(kind, t, "w", pairs, num_words, Prelude(), at_bit_zero),
+    )
+
+
+PLANS = [(t, d, z) for t, d in CASES for z in ((None,) if t.is_float else (False, True))]
+
+
+@host
+@pytest.mark.parametrize(
+    ("t", "dst", "at_bit_zero"), PLANS, ids=[f"{t}-{d}-{z}" for t, d, z in PLANS]
+)
+def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(t, dst, at_bit_zero):
+    b = t.nbits
+    starts, num_words, exprs = _gemm_pairs(t, dst, at_bit_zero)
+    assert exprs is not None  # every pair of every width and sequence here
     lines = "\n".join(f"  out[{i}] = {e};" for i, e in enumerate(exprs))
     main = (
         f"unsigned w[{num_words}], out[{len(exprs)}];\n"
         f"while (fread(w, 4, {num_words}, stdin) == {num_words}) {{\n"
         f"{lines}\n  fwrite(out, 4, {len(exprs)}, stdout);\n}}"
     )
-    binary = codegen_host.host_program(f"dq_words_{t}_{dst}", SNIPPETS, main, NO_CVT)
+    binary = codegen_host.host_program(f"dq_words_{t}_{dst}_{at_bit_zero}", SNIPPETS, main, NO_CVT)
     rng = fresh_rng()
     trials = 256
     words = rng.integers(0, 1 << 32, (trials, num_words), dtype=np.uint64).astype(np.uint32)
@@ -144,9 +154,23 @@ def _code(bits: np.ndarray, start: int, b: int) -> np.ndarray:
 
 def test_eight_bit_floats_and_bfloat16_through_float32_keep_the_generic_pairing():
     prelude = Prelude()
-    assert pair_from_words("float_f16", tilevm.float8_e4m3, "w", (0, 8), 2, prelude) is None
-    assert pair_from_words("float_bf16", tilevm.float7_e5m1, "w", (0, 7), 1, prelude) is None
-    assert pair_from_words("int8_bf16", tilevm.int8, "w", (0, 8), 1, prelude) is None
+    assert pairs_from_words("float_f16", tilevm.float8_e4m3, "w", [(0, 8)], 2, prelude) is None
+    assert pairs_from_words("float_bf16", tilevm.float7_e5m1, "w", [(0, 7)], 1, prelude) is None
+    assert pairs_from_words("int8_bf16", tilevm.int8, "w", [(0, 8)], 1, prelude) is None
+
+
+@pytest.mark.parametrize(
+    ("t", "at_bit_zero"),
+    [("uint1", True), ("int2", True), ("int4", True), ("int3", False), ("int5", False)],
+)
+def test_to_float16_codes_move_to_bit_zero_where_the_shifts_are_shared(t, at_bit_zero):
+    """At bit 0 the conversion is an hadd2 of an immediate; elsewhere its fma needs a constant
+    register per pair. 1, 2 and 4-bit codes pay a few shifts a word for that; 3 and 5-bit
+    codes, whose offsets in a word are nearly all different, do not."""
+    t = tilevm.dtype(t)
+    chosen = _gemm_pairs(t, float16)[2]
+    assert chosen == _gemm_pairs(t, float16, at_bit_zero)[2]
+    assert all((", 0, 0>(" in e) for e in chosen) == at_bit_zero
 
 
 @tilevm.kernel(num_warps=1)

@@ -36,7 +36,7 @@ from ..ir.tensor import RegisterTensor
 from ..layouts.indexing import broadcast_transform, local_map, local_parts, reshape_transform
 from ..layouts.register import RegisterLayout
 from ..layouts.view import check_view_legal, view_moves
-from .dequant import PAIR_OPS, arith_pair, cast_pair, pair_from_words
+from .dequant import PAIR_OPS, arith_pair, cast_pair, pairs_from_words
 from .emitter import EMIT, Emitter, SharedVar
 from .memory import shared_access
 from .scalars import paren
@@ -167,18 +167,15 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
         return [f"tv_unpack2({name}[{idx(0)}], {name}[{idx(1)}], {word});"]
 
     packed = em.packed_codes.get(id(x))
+    fused = None
     if packed is not None:
         # Codes a view cut from packed words: each pair read straight from the words.
         words, num_words, starts = packed
-        for p in range(pairs):
-            r0, r1 = maps[2][p], maps[3][p]
-            word = pair_from_words(
-                kind, x.dtype, words, (starts[r0], starts[r1]), num_words, em.prelude
-            )
-            if word is None:
-                em.extend(pair(lambda k, p=p: str(maps[k][p])))
-            else:
-                em.line(f"tv_unpack2({name}[{2 * p}], {name}[{2 * p + 1}], {word});")
+        positions = [(starts[r0], starts[r1]) for r0, r1 in zip(maps[2][:pairs], maps[3][:pairs])]
+        fused = pairs_from_words(kind, x.dtype, words, positions, num_words, em.prelude)
+    if fused is not None:
+        for p, word in enumerate(fused):
+            em.line(f"tv_unpack2({name}[{2 * p}], {name}[{2 * p + 1}], {word});")
     else:
         em.per_local(pairs, ((1, pairs),), [m[:pairs] for m in maps], pair)
     if len(regs) % 2:

@@ -112,9 +112,15 @@ the word at that shift. Worked for int4 to float16, word 0x0000_00B5 (codes
 3. ``fma.rn.f16x2`` by (1, 2^-4) plus (-(1024 + 8), -(64 + 8)): 0xC500_4500,
    the lanes 5.0 and -5.0.
 
+A pair whose codes are not at bit 0 costs ptxas a constant register for its
+2^-S (it rematerialises one per pair), so for each cast both plans, codes in
+place and every code shifted to bit 0, are priced and the cheaper kept: 1, 2
+and 4-bit codes shift (a few ``shf`` a word, then an ``hadd2`` of an
+immediate), 3, 5, 6 and 7-bit ones mostly stay.
+
 In the decode GEMM's main loop this cut the SASS of one 64 x 64 tile a warp
-(32 of them HMMA) from 586 to 403 instructions for int4, 548 to 452 for int7,
-536 to 370 for uint8 and 695 to 561 for float4_e2m1 (NVRTC 13, sm_90a).
+(32 of them HMMA) from 586 to 383 instructions for int4, 548 to 452 for int7,
+536 to 360 for uint8 and 695 to 561 for float4_e2m1 (NVRTC 13, sm_90a).
 
 The sequences are C++ templates over a few primitives, ``tv_prmt``,
 ``tv_lop3``, the packed half operations, ``tv_fmul_rn`` and
@@ -287,7 +293,9 @@ template <int B, bool SIGNED, int S0, int S1> {_FN} tv_u32 tv_dq_int_f16_at(tv_u
   constexpr tv_u32 SCALE = (15u - S0) << 10 | (15u - S1) << 26;
   constexpr tv_u32 BIAS = 0x80008000u | tv_f16_int_bits((1024u >> S0) + OFF) |
                           tv_f16_int_bits((1024u >> S1) + OFF) << 16;
-  return tv_hfma2(tv_lop3<0x6A>(w, MASK, MAGIC), SCALE, BIAS);
+  const tv_u32 h = tv_lop3<0x6A>(w, MASK, MAGIC);
+  if constexpr (S0 == 0 && S1 == 0) return tv_hsub2(h, MAGIC);  // no constant register
+  return tv_hfma2(h, SCALE, BIAS);
 }}
 // B <= 7 bit ints to bfloat16: lane 0x4300 | u is 128 + u; h * 1 - (128 + offset).
 template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_bf16(tv_u32 c0, tv_u32 c1) {{
@@ -438,29 +446,10 @@ _FROM_WORDS = {
 }
 
 
-def pair_from_words(
-    kind: str, src: DataType, words: str, starts: tuple[int, int], num_words: int, pre: Prelude
-) -> str | None:
-    """The 16-bit pair of two codes read straight from a thread's packed 32-bit words.
-
-    ``starts`` are the codes' bit positions in the thread's bit string (word i
-    holds bits ``32 i ... 32 i + 31``; ``words`` is the C array of its
-    ``num_words`` words). Each code comes from its own word when it sits low
-    enough in its byte for the sequence (``S + B`` within the lane's
-    mantissa; bit 0 for small floats), else from a funnel shift of its word
-    and the next that moves it to bit 0 of a byte (one ``shf`` serves every
-    code of that word at that shift). One ``prmt`` then puts each code's
-    bytes into its lane and the ``*_at`` sequence masks and scales: for ints 3
-    instructions a pair (the generic path first cuts each code out of the
-    words: about 7). None for the sequences that cannot (8-bit floats, int8 to
-    bfloat16, the small floats that go to bfloat16 through float32).
-    """
-    if kind not in _FROM_WORDS or (src.is_float and src.nbits == 8):
-        return None
-    limit, at_zero = _FROM_WORDS[kind]
-    b = src.nbits
+def _plan_pair(starts, b, limit, at_zero, words, num_words):
+    """(sources, lanes) for one pair, or None: lanes are (source index, first byte, S)."""
     sources: list[str] = []
-    lanes = []  # (source index, first byte, S)
+    lanes = []
     for p in starts:
         word, offset = divmod(p, 32)
         byte, bit = divmod(offset, 8)
@@ -472,23 +461,77 @@ def pair_from_words(
         if text not in sources:
             sources.append(text)
         lanes.append((sources.index(text), byte, bit))
-    if len(sources) > 2:
+    return None if len(sources) > 2 else (sources, lanes)
+
+
+def _plan_cost(kind: str, plans) -> float:
+    """Instructions beyond the 3 a pair always takes: one ``shf`` per distinct shifted source
+    and, to float16, one constant register (rematerialised per pair) for a pair whose codes
+    are not at bit 0 (the fma takes 2^-S from a register; at bit 0 it is an ``hadd2`` of an
+    immediate)."""
+    if any(p is None for p in plans):
+        return float("inf")
+    shifted = {t for sources, _ in plans for t in sources if t.startswith("tv_shf_r")}
+    scaled = sum(any(s for _, _, s in lanes) for _, lanes in plans) if kind == "int_f16" else 0
+    return len(shifted) + scaled
+
+
+def pairs_from_words(
+    kind: str,
+    src: DataType,
+    words: str,
+    pairs: list[tuple[int, int]],
+    num_words: int,
+    pre: Prelude,
+    at_bit_zero: bool | None = None,
+) -> list[str] | None:
+    """The 16-bit pairs of codes read straight from a thread's packed 32-bit words.
+
+    ``pairs`` holds each pair's bit positions in the thread's bit string (word
+    i holds bits ``32 i ... 32 i + 31``; ``words`` is the C array of its
+    ``num_words`` words). A code comes from its own word when it sits low
+    enough in its byte for the sequence (``S + B`` within the lane's
+    mantissa; bit 0 for small floats), or from a funnel shift of its word and
+    the next that moves it to bit 0 of a byte (one ``shf`` serves every code
+    of that word at that shift); for ints both plans are priced
+    (:func:`_plan_cost`) and the cheaper taken. One ``prmt`` then puts each
+    code's bytes into its lane and the ``*_at`` sequence masks and converts:
+    for ints 3 instructions a pair (the generic path first cuts each code out
+    of the words: about 7). None for the sequences that cannot (8-bit floats,
+    int8 to bfloat16, the small floats that go to bfloat16 through float32).
+    ``at_bit_zero`` forces one plan for ints (True: every code shifted to bit
+    0 of a byte; False: codes stay in their bytes where they fit).
+    """
+    if kind not in _FROM_WORDS or (src.is_float and src.nbits == 8):
         return None
-    sel = 0
-    for i, (source, byte, bit) in enumerate(lanes):
-        low = 4 * source + byte
-        high = low + 1 if bit + b > 8 else low  # the next byte only when the code reaches it
-        sel |= (low | high << 4) << (8 * i)
+    limit, at_zero = _FROM_WORDS[kind]
+    b = src.nbits
+    options = [True] if at_zero else [False, True] if at_bit_zero is None else [at_bit_zero]
+    plans = min(
+        ([_plan_pair(p, b, limit, zero, words, num_words) for p in pairs] for zero in options),
+        key=lambda plans: _plan_cost(kind, plans),
+    )
+    if any(p is None for p in plans):
+        return None
     pre.use("dequant")
-    word = f"tv_prmt<0x{sel:04X}>({sources[0]}, {sources[-1]})"
-    if src.is_float:
-        assert src.exponent_bits is not None and src.mantissa_bits is not None
-        special = 2 if src.has_inf else 1 if src.has_nan else 0
-        args = f"{src.exponent_bits}, {src.mantissa_bits}, {special}"
-        return f"tv_dq_{kind}_at<{args}>({word})"
-    signed = "true" if src.kind == "int" else "false"
-    fn = "tv_dq_int_f16_at" if kind == "int_f16" else "tv_dq_int_bf16_at"
-    return f"{fn}<{b}, {signed}, {lanes[0][2]}, {lanes[1][2]}>({word})"
+    out = []
+    for sources, lanes in plans:
+        sel = 0
+        for i, (source, byte, bit) in enumerate(lanes):
+            low = 4 * source + byte
+            high = low + 1 if bit + b > 8 else low  # the next byte only when the code reaches it
+            sel |= (low | high << 4) << (8 * i)
+        word = f"tv_prmt<0x{sel:04X}>({sources[0]}, {sources[-1]})"
+        if src.is_float:
+            assert src.exponent_bits is not None and src.mantissa_bits is not None
+            special = 2 if src.has_inf else 1 if src.has_nan else 0
+            args = f"{src.exponent_bits}, {src.mantissa_bits}, {special}"
+            out.append(f"tv_dq_{kind}_at<{args}>({word})")
+        else:
+            signed = "true" if src.kind == "int" else "false"
+            fn = "tv_dq_int_f16_at" if kind == "int_f16" else "tv_dq_int_bf16_at"
+            out.append(f"{fn}<{b}, {signed}, {lanes[0][2]}, {lanes[1][2]}>({word})")
+    return out
 
 
 PAIR_OPS = {"add": 0, "sub": 1, "mul": 2}
@@ -502,4 +545,4 @@ def arith_pair(op: str, dtype: DataType, a: str, b: str, pre: Prelude) -> str:
     return f"{fn}<{PAIR_OPS[op]}>({a}, {b})"
 
 
-__all__ = ["KINDS", "PAIR_OPS", "arith_pair", "cast_pair", "fast_cast_kind", "pair_from_words"]
+__all__ = ["KINDS", "PAIR_OPS", "arith_pair", "cast_pair", "fast_cast_kind", "pairs_from_words"]
