@@ -191,7 +191,11 @@ def _cast_words(
 
 @pytest.mark.parametrize("reassign", [False, True])
 def test_a_cast_reads_the_words_only_when_nothing_overwrites_them(reassign):
-    source = emit_cuda(run_pipeline(_cast_words.program(REASSIGN=reassign))).source
+    program = run_pipeline(_cast_words.program(REASSIGN=reassign))
+    names = {c.name for c in program.plan.selected.values()}
+    assert ("dequant.int_f16.words" in names) == (not reassign)
+    assert ("dequant.int_f16" in names) == reassign
+    source = emit_cuda(program).source
     assert ("tv_dq_int_f16_at<" in source) == (not reassign)
     assert "tv_dq_int_f16_at<" in emit_cuda(run_pipeline(_qgemm_int4())).source
 

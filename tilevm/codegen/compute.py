@@ -154,7 +154,7 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
         return store(load(element, x.dtype, em.prelude), x.dtype, out.dtype, "cast", em.prelude)
 
     chosen = em.program.plan.selected.get(inst)  # the select_instructions pass's dequant sequence
-    kind = chosen.data if chosen is not None else None
+    kind, from_words = chosen.data if chosen is not None else (None, False)
     if kind is None or len(regs) < 2:
         em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {element(idx(1))};"])
         return
@@ -166,7 +166,7 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
         word = cast_pair(kind, x.dtype, f"{src}[{idx(2)}]", f"{src}[{idx(3)}]", em.prelude)
         return [f"tv_unpack2({name}[{idx(0)}], {name}[{idx(1)}], {word});"]
 
-    packed = em.packed_codes.get(id(x))
+    packed = em.packed_codes.get(id(x)) if from_words else None
     fused = None
     if packed is not None:
         # Codes a view cut from packed words: each pair read straight from the words.
@@ -215,9 +215,9 @@ def _view(em: Emitter, inst: I.View) -> None:
     name, src = em.declare(out), em.tile(x)
     wide = out.dtype.nbits > 32 or x.dtype.nbits > 32
     plan = view_plan(xl.local_size, x.dtype.nbits, ol.local_size, out.dtype.nbits)
-    if x.dtype.nbits == 32 and out.dtype.nbits <= 8 and id(x) not in em.reassigned:
-        # Codes cut from 32-bit words: a cast may read them from the words directly (words
-        # no instruction overwrites, so they still hold the codes wherever the cast is).
+    if x.dtype.nbits == 32 and out.dtype.nbits <= 8:
+        # Codes cut from 32-bit words: a cast selected as ".words" (select_instructions checked
+        # that nothing overwrites them) may read them from the words directly.
         starts = tuple(32 * pieces[0][0] + pieces[0][1] for pieces in plan)
         em.packed_codes[id(out)] = (src, xl.local_size, starts)
     for v, pieces in enumerate(plan):

@@ -34,13 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dtypes import DataType
-from ..ir import inst as I
 from ..ir.expr import Expr, Var
 from ..ir.printer import Names, format_instruction
 from ..ir.program import Program
 from ..ir.registry import RuleTable
 from ..ir.stmt import AssignScalar, Break, Declare, For, If, InstStmt, Seq, Stmt, While
-from ..ir.stmt import instructions as stmt_instructions
 from ..ir.tensor import GlobalTensor, RegisterTensor, SharedTensor
 from ..layouts.indexing import DigitSum, fit_digit_sum, local_radices, replica_terms, thread_parts
 from ..layouts.register import RegisterLayout
@@ -163,10 +161,7 @@ class Emitter:
         self.globals: dict[int, GlobalVar] = {}
         # Low-bit tiles viewed from 32-bit words: (words' C array, word count, bit of each code).
         self.packed_codes: dict[int, tuple[str, int, tuple[int, ...]]] = {}
-        # Tiles some instruction overwrites (a loop variable): a view of one is not re-read later.
-        self.reassigned = {
-            id(inst.out) for inst in stmt_instructions(program.body) if isinstance(inst, I.Assign)
-        }
+
         self.shared: dict[int, SharedVar] = {}
         self.facts: dict[Var, VarFact] = {}
         self.params = {p.var: p for p in program.params}

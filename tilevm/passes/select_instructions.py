@@ -14,7 +14,9 @@ lowering follows them:
   8-bit integers;
 - ``cast`` from a low-bit type to fp16/bf16: the cheapest known bit-trick
   sequence (:func:`tilevm.codegen.dequant.fast_cast_kind`), else the generic
-  conversion;
+  conversion; ``.words`` when the codes are a view of 32-bit words that no
+  instruction overwrites, which lowering may then read pairs of straight from
+  the words (:func:`tilevm.codegen.dequant.pairs_from_words`);
 - ``copy_async``: ``cp.async`` (16-byte ``.cg``, or 8/4-byte ``.ca``).
 """
 
@@ -91,7 +93,25 @@ def _ldmatrix_name(plan) -> str:
     return "ldmatrix." + "+".join(forms)
 
 
-def _select(inst: I.Instruction, num_threads: int) -> Selected | None:
+FROM_WORDS_KINDS = ("int_f16", "int_bf16", "float_f16", "float_bf16_via_f16")
+"""The cast sequences that can take their codes straight from packed 32-bit words."""
+
+
+def _views_of_words(program: Program) -> set[int]:
+    """Ids of low-bit tiles viewed from 32-bit words that no instruction overwrites."""
+    insts = list(instructions(program.body))
+    reassigned = {id(inst.out) for inst in insts if isinstance(inst, I.Assign)}
+    return {
+        id(inst.out)
+        for inst in insts
+        if isinstance(inst, I.View)
+        and inst.x.dtype.nbits == 32
+        and inst.out.dtype.nbits <= 8
+        and id(inst.x) not in reassigned
+    }
+
+
+def _select(inst: I.Instruction, num_threads: int, words: set[int]) -> Selected | None:
     match inst:
         case I.LoadShared(out=out):
             plan = ldmatrix_plan(out.layout, out.dtype, num_threads)
@@ -106,15 +126,23 @@ def _select(inst: I.Instruction, num_threads: int) -> Selected | None:
             return Selected("cp.async")
         case I.Cast(x=x, out=out):
             kind = fast_cast_kind(x.dtype, out.dtype)
-            return None if kind is None else Selected(f"dequant.{kind}", kind)
+            if kind is None:
+                return None
+            from_words = (
+                id(x) in words
+                and kind in FROM_WORDS_KINDS
+                and not (x.dtype.is_float and x.dtype.nbits == 8)
+            )
+            return Selected(f"dequant.{kind}{'.words' if from_words else ''}", (kind, from_words))
     return None
 
 
 def select_instructions(program: Program) -> Program:
     """Record the instruction chosen for each instruction; see the module docs."""
     program = copy.deepcopy(program)
+    words = _views_of_words(program)
     for inst in instructions(program.body):
-        chosen = _select(inst, program.num_threads)
+        chosen = _select(inst, program.num_threads, words)
         if chosen is not None:
             program.plan.selected[inst] = chosen
     return program
