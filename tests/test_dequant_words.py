@@ -95,7 +95,7 @@ FLOATS = [
 ]
 CASES = (
     [(t, float16) for t in INTS + [tilevm.int8, tilevm.uint8]]
-    + [(t, bfloat16) for t in INTS]
+    + [(t, bfloat16) for t in INTS + [tilevm.int8, tilevm.uint8]]
     + [(t, float16) for t in FLOATS]
     + [(t, bfloat16) for t in FLOATS if fast_cast_kind(t, bfloat16) == "float_bf16_via_f16"]
 )
@@ -152,11 +152,10 @@ def _code(bits: np.ndarray, start: int, b: int) -> np.ndarray:
     return (bits[:, start : start + b] << np.arange(b)).sum(axis=1).astype(np.uint32)
 
 
-def test_eight_bit_floats_and_bfloat16_through_float32_keep_the_generic_pairing():
+def test_eight_bit_floats_and_floats_to_bfloat16_through_float32_keep_the_generic_pairing():
     prelude = Prelude()
     assert pairs_from_words("float_f16", tilevm.float8_e4m3, "w", [(0, 8)], 2, prelude) is None
     assert pairs_from_words("float_bf16", tilevm.float7_e5m1, "w", [(0, 7)], 1, prelude) is None
-    assert pairs_from_words("int8_bf16", tilevm.int8, "w", [(0, 8)], 1, prelude) is None
 
 
 @pytest.mark.parametrize(

@@ -332,6 +332,15 @@ template <bool SIGNED> {_FN} tv_u32 tv_dq_int8_bf16(tv_u32 c0, tv_u32 c1) {{
   const float f1 = __uint_as_float(tv_lop3<0x6A>(c1, 0xFFu, MAGIC)) - base;
   return tv_prmt<0x7632>(__float_as_uint(f0), __float_as_uint(f1));
 }}
+// The same from packed words: byte J0 of a and byte J1 of b (offset binary for SIGNED: the
+// words' bytes come in XORed with 0x80). One prmt a value places the byte under the magic.
+template <bool SIGNED, int J0, int J1> {_FN} tv_u32 tv_dq_int8_bf16_at(tv_u32 a, tv_u32 b) {{
+  constexpr tv_u32 MAGIC = 0x4B000000u;  // bytes 4..7 of the prmt: 0, 0, 0, 0x4B
+  const float base = __uint_as_float(MAGIC | (SIGNED ? 0x80u : 0u));
+  const float f0 = __uint_as_float(tv_prmt<J0 | 0x7540>(a, MAGIC)) - base;
+  const float f1 = __uint_as_float(tv_prmt<J1 | 0x7540>(b, MAGIC)) - base;
+  return tv_prmt<0x7632>(__float_as_uint(f0), __float_as_uint(f1));
+}}
 // e4m3 and e5m2 by the hardware (TV_F8_CVT). p's bytes are c0, c0, c0, c1: its high half is the
 // pair cvt reads, and its bits 15 and 31 are the codes' signs, which OR into the result: a no-op
 // on every lane but a NaN one, where cvt's 0x7FFF becomes the generic cast's sign | 0x7FFF.
@@ -439,6 +448,7 @@ template <int OP> {_FN} tv_u32 tv_bf2_arith(tv_u32 a, tv_u32 b) {{
 # What each sequence that reads codes straight from packed words allows: the highest bit a code
 # may reach in its lane (S + B), and whether the codes must sit at bit 0.
 _FROM_WORDS = {
+    "int8_bf16": (8, True),
     "int_f16": (10, False),
     "int_bf16": (7, False),
     "float_f16": (16, True),
@@ -498,7 +508,7 @@ def pairs_from_words(
     code's bytes into its lane and the ``*_at`` sequence masks and converts:
     for ints 3 instructions a pair (the generic path first cuts each code out
     of the words: about 7). None for the sequences that cannot (8-bit floats,
-    int8 to bfloat16, the small floats that go to bfloat16 through float32).
+    the small floats that go to bfloat16 through float32).
     ``at_bit_zero`` forces one plan for ints (True: every code shifted to bit
     0 of a byte; False: codes stay in their bytes where they fit).
     """
@@ -514,6 +524,18 @@ def pairs_from_words(
     if any(p is None for p in plans):
         return None
     pre.use("dequant")
+    if kind == "int8_bf16":  # a whole byte a value: each lane from its own source word
+        signed = src.kind == "int"
+        out = []
+        for sources, lanes in plans:
+            texts = [sources[i] for i, _, _ in lanes]
+            if signed:  # offset binary: every byte of the word XOR 0x80, once a word
+                texts = [f"({t} ^ 0x80808080u)" for t in texts]
+            j0, j1 = (byte for _, byte, _ in lanes)
+            out.append(
+                f"tv_dq_int8_bf16_at<{str(signed).lower()}, {j0}, {j1}>({texts[0]}, {texts[1]})"
+            )
+        return out
     out = []
     for sources, lanes in plans:
         sel = 0

@@ -93,7 +93,7 @@ def _ldmatrix_name(plan) -> str:
     return "ldmatrix." + "+".join(forms)
 
 
-FROM_WORDS_KINDS = ("int_f16", "int_bf16", "float_f16", "float_bf16_via_f16")
+FROM_WORDS_KINDS = ("int_f16", "int_bf16", "int8_bf16", "float_f16", "float_bf16_via_f16")
 """The cast sequences that can take their codes straight from packed 32-bit words."""
 
 
