@@ -80,6 +80,7 @@ def test_split_k_zero_point_and_bf16_variants_compile(act, group):
     programs = [
         _program("uint4", 16, act, HAS_ZEROS=True, PARTIAL=True, GROUP=group),
         REDUCE[act].program(HAS_BIAS=True),
+        REDUCE[act].program(HAS_BIAS=False, BLOCK_M=1, BLOCK_N=128),  # the one-row reduce
     ]
     for target in TARGETS:
         for program in programs:

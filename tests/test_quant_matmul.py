@@ -199,3 +199,14 @@ def test_a_weight_tensor_that_is_not_16_byte_aligned_is_refused_by_name():
         tilevm.QuantizedWeight(
             dtype=q.dtype, shape=q.shape, group_size=q.group_size, packed=shifted, scales=q.scales
         )
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_split_k_for_a_row_or_two_reduces_in_narrow_blocks(m):
+    gen = torch.Generator().manual_seed(m)
+    n, k = 200, 384
+    q = tilevm.quantize(torch.randn(n, k, generator=gen), "uint4", group_size=128, zero_point=True)
+    x = torch.randn(m, k, generator=gen).half()
+    bias = torch.randn(n, generator=gen).half()
+    args = (x, q.packed, q.scales, q.zeros, bias, q.dtype, q.group_size, n, q.zero_offset)
+    _check(_run(*args, cfg=Config(block_m=16, warps=2, splits=3, k_tiles_per_split=2)), x, q, bias)

@@ -204,7 +204,9 @@ def _run(
         GEMM[act][grid](*args, cfg.warps, *flags)
     if partial:
         reduce = REDUCE[act]
-        block_m, block_n = 4, 256
+        # A row or two (decode): 1 x 128 or 2 x 128 blocks, for blocks enough to spread the
+        # (latency-bound) reads of the partials over the SMs; else 4 x 256.
+        block_m, block_n = (m, 128) if m <= 2 else (4, 256)
         grid = (-(-m // block_m), -(-n // block_n))
         reduce[grid](work, bias_arg, out, m, n, cfg.splits, bias is not None, block_m, block_n)
     return out
