@@ -53,7 +53,7 @@ from ..passes.vectorise import widest_vector
 from .emitter import EMIT, CodegenError, Emitter, GlobalVar, SharedVar
 from .ldmatrix import emit_ldmatrix
 from .text import add, as_int, mul
-from .values import elem_bytes, elem_ctype, elem_literal, from_code, to_code
+from .values import elem_bytes, elem_ctype, elem_literal, from_code, scalar_ctype, to_code
 
 _VECTOR_TYPES = {2: "tv_u16", 4: "tv_u32", 8: "tv_b64", 16: "tv_b128"}
 
@@ -260,6 +260,27 @@ def _global_view(em: Emitter, inst: I.GlobalView) -> None:
     shape = [_size(em, f"{name}_size{d}", e) for d, e in enumerate(t.shape)]
     strides = [_size(em, f"{name}_stride{d}", e) for d, e in enumerate(t.strides)]
     em.globals[id(t)] = GlobalVar(name, t, tuple(shape), tuple(strides))
+
+
+@EMIT.rule(I.AtomicAdd)
+def _atomic_add(em: Emitter, inst: I.AtomicAdd) -> None:
+    """Thread 0 adds; the old value reaches every thread through shared memory."""
+    g = em.global_var(inst.dst)
+    terms = [f"({em.expr(o)}) * {stride}" for o, stride in zip(inst.offsets, g.strides)]
+    ctype = scalar_ctype(inst.out.dtype)
+    value = em.expr(inst.value)
+    slot = em.c.fresh("atomic_old")
+    em.line(f"__shared__ {ctype} {slot};")
+    with em.block("if (tid == 0)"):
+        em.line(f"{slot} = atomicAdd(&{g.name}[{' + '.join(terms)}], ({ctype})({value}));")
+    em.line("__syncthreads();")
+    em.line(f"const {ctype} {em.c[inst.out]} = {slot};")
+    em.line("__syncthreads();  // every thread has read the slot before it is written again")
+
+
+@EMIT.rule(I.Fence)
+def _fence(em: Emitter, inst: I.Fence) -> None:
+    em.line("__threadfence();")
 
 
 def _size(em: Emitter, hint: str, e: Expr | int) -> str:

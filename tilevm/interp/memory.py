@@ -36,7 +36,7 @@ import numpy as np
 
 from ..ir import inst as I
 from ..ir.tensor import GlobalTensor, SharedTensor
-from .scalars import evaluate_int
+from .scalars import evaluate_int, wrap_scalar
 from .state import RULES, Binding, Machine, PendingCopy, line_of, new_shared, tensor_name
 from .values import from_storage, storage_dtype, to_storage
 
@@ -129,6 +129,25 @@ def _store_global(m: Machine, inst: I.StoreGlobal) -> None:
         raise m.error(f"StoreGlobal: the buffer of '{bind.param.name}' is read-only")
     codes = to_storage(m.tile(src), inst.dst.dtype)
     bind.buffer[flat[inside]] = codes[inside]
+
+
+@RULES.rule(I.AtomicAdd)
+def _atomic_add(m: Machine, inst: I.AtomicAdd) -> None:
+    """Blocks run one after another here, so read-add-write is atomic as it stands."""
+    shape = (1,) * inst.dst.rank
+    bind, flat, _ = _global_access(m, inst, inst.dst, inst.offsets, shape, masked=False)
+    if not bind.buffer.flags.writeable:
+        raise m.error(f"AtomicAdd: the buffer of '{bind.param.name}' is read-only")
+    at = int(flat.reshape(-1)[0])
+    old = int(from_storage(bind.buffer[at : at + 1], inst.dst.dtype)[0])
+    new = wrap_scalar(old + evaluate_int(m, inst.value, "AtomicAdd: the value"), inst.dst.dtype)
+    bind.buffer[at : at + 1] = to_storage(np.asarray([new]), inst.dst.dtype)
+    m.env[inst.out] = old
+
+
+@RULES.rule(I.Fence)
+def _fence(m: Machine, inst: I.Fence) -> None:
+    """Writes land at once here: nothing to order."""
 
 
 # -- shared memory -------------------------------------------------------------------------------

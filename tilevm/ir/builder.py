@@ -179,6 +179,21 @@ class Builder:
             )
         self.emit(I.StoreGlobal(dst, src, offsets, masked))
 
+    def atomic_add(self, dst: GlobalTensor, offsets: Sequence[Any], value: Any) -> Var:
+        _expect(dst, GlobalTensor, "atomic_add: dst")
+        if dst.dtype not in (dtypes.int32, dtypes.uint32):
+            raise IRError(f"atomic_add: dst must be an int32 or uint32 tensor; got {dst.dtype}")
+        offsets = self._offsets(offsets, dst.rank, "atomic_add")
+        value = as_expr(value, like=Var("_", dst.dtype))
+        if value.dtype.is_float or isinstance(value, RegisterTensor):
+            raise IRError(f"atomic_add: value must be an integer scalar; got {value!r}")
+        out = Var("old", dst.dtype)
+        self.emit(I.AtomicAdd(out, dst, offsets, value))
+        return out
+
+    def fence(self) -> None:
+        self.emit(I.Fence())
+
     def alloc_shared(self, dtype: DataType, shape: Sequence[int], name: str = "") -> SharedTensor:
         shape = _shape(shape, "alloc_shared: shape")
         return self.emit(I.AllocShared(SharedTensor(dtype, shape, None, name)))

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..dtypes import DataType
 from ..layouts.register import RegisterLayout
-from .expr import Expr
+from .expr import Expr, Var
 from .tensor import GlobalTensor, RegisterTensor, SharedTensor
 
 Scalar = int | float | Expr
@@ -89,6 +89,31 @@ class StoreGlobal(Instruction):
     loc: SourceLoc | None = None
 
     INPUTS = ("dst", "src")
+
+
+@_inst
+class AtomicAdd(Instruction):
+    """``out`` = ``dst[offsets]``, then ``dst[offsets] += value``, atomically, once for the block.
+
+    One thread performs it; every thread gets the old value (a block-uniform
+    scalar), so it can steer an ``if`` (the last block to arrive, say).
+    """
+
+    out: Var
+    dst: GlobalTensor
+    offsets: tuple[Scalar, ...]
+    value: Scalar
+    loc: SourceLoc | None = None
+
+    INPUTS = ("dst", "value")
+
+
+@_inst
+class Fence(Instruction):
+    """The thread's global writes before it are seen by every block before its writes after it
+    (``__threadfence``): what makes partial results visible to the block that sums them."""
+
+    loc: SourceLoc | None = None
 
 
 @_inst

@@ -260,6 +260,17 @@ def _store_global(inst: I.StoreGlobal, p: Printer) -> str:
     return f"store_global {target} <- {p.name(inst.src)} {_masked(inst.masked)}"
 
 
+@PRINT_RULES.rule(I.AtomicAdd)
+def _atomic_add(inst: I.AtomicAdd, p: Printer) -> str:
+    target = p.indexed(inst.dst, inst.offsets)
+    return f"{p.name(inst.out)}: {inst.out.dtype} = atomic_add {target} += {p.value(inst.value)}"
+
+
+@PRINT_RULES.rule(I.Fence)
+def _fence(inst: I.Fence, p: Printer) -> str:
+    return "fence"
+
+
 @PRINT_RULES.rule(I.AllocShared)
 def _alloc_shared(inst: I.AllocShared, p: Printer) -> str:
     return p.define(inst.out, "alloc_shared")

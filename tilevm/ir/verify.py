@@ -462,6 +462,24 @@ def _store_global(inst: I.StoreGlobal, c: Checker) -> None:
         c.fail(f"store_global: storing {inst.src.dtype} into a {inst.dst.dtype} tensor; cast first")
 
 
+@VERIFY_RULES.rule(I.AtomicAdd)
+def _atomic_add(inst: I.AtomicAdd, c: Checker) -> None:
+    c.expect(inst.dst, GlobalTensor, "atomic_add: dst")
+    c.offsets(inst.offsets, inst.dst.rank, "atomic_add")
+    c.scalar(inst.value, "atomic_add: value", integer=True)
+    if inst.dst.dtype.kind not in ("int", "uint") or inst.dst.dtype.nbits != 32:
+        c.fail(f"atomic_add: dst must be an int32 or uint32 tensor; got {inst.dst.dtype}")
+    c.expect(inst.out, Var, "atomic_add: the result")
+    if inst.out.dtype != inst.dst.dtype:
+        c.fail(f"atomic_add: the result should be {inst.dst.dtype}; it is {inst.out.dtype}")
+    c.define(inst.out)
+
+
+@VERIFY_RULES.rule(I.Fence)
+def _fence(inst: I.Fence, c: Checker) -> None:
+    pass
+
+
 @VERIFY_RULES.rule(I.AllocShared)
 def _alloc_shared(inst: I.AllocShared, c: Checker) -> None:
     out = inst.out

@@ -144,6 +144,21 @@ def store(ctx, dst, value, offsets=None, *, masked=True) -> None:
 
 
 @builtin
+def atomic_add(ctx, dst, offsets, value):
+    """Add scalar ``value`` to one element of int32/uint32 global ``dst``, atomically, once for
+    the block; every thread gets the element's old value."""
+    if not isinstance(dst, GlobalTensor):
+        raise IRError(f"atomic_add needs a global tensor; got {dst!r}")
+    return ctx.builder.atomic_add(dst, _seq(offsets), value)
+
+
+@builtin
+def fence(ctx) -> None:
+    """Make this thread's earlier global writes visible to every block before its later ones."""
+    ctx.builder.fence()
+
+
+@builtin
 def alloc_shared(ctx, dtype, shape) -> SharedTensor:
     """A shared-memory tile of ``dtype`` and ``shape`` (zeroed on the interpreter)."""
     return ctx.builder.alloc_shared(_dtype(dtype), _seq(shape))

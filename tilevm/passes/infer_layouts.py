@@ -215,6 +215,8 @@ LAYOUT_NEUTRAL = (
     I.Print,
     I.AnnotateLayout,
     I.GlobalView,
+    I.AtomicAdd,
+    I.Fence,
     I.LoadGlobal,
     I.LoadShared,
     I.AllocShared,
