@@ -14,8 +14,8 @@ import pytest
 
 import tilevm
 from tilevm.codegen import emit_cuda
-from tilevm.ops.qgemm import GEMM, GEMM_TC, REDUCE
-from tilevm.ops.quant_matmul import PREFILL_CONFIGS
+from tilevm.ops.qgemm import GEMM, GEMM_TC
+from tilevm.ops.quant_matmul import PREFILL_CONFIGS, SPLIT_PREFILL_CONFIGS
 from tilevm.passes.pipeline import run_pipeline
 from tilevm.runtime.cache import compile_kernel
 
@@ -77,16 +77,15 @@ def test_weights_arrive_in_16_byte_loads_and_feed_the_tensor_cores(compiled, wty
 @pytest.mark.parametrize("act", [tilevm.float16, tilevm.bfloat16])
 @pytest.mark.parametrize("group", [64, 32])
 def test_split_k_zero_point_and_bf16_variants_compile(act, group):
-    programs = [
-        _program("uint4", 16, act, HAS_ZEROS=True, PARTIAL=True, GROUP=group),
-        REDUCE[act].program(HAS_BIAS=True),
-        REDUCE[act].program(HAS_BIAS=False, BLOCK_M=1, BLOCK_N=128),  # the one-row reduce
-    ]
+    kernel = emit_cuda(
+        run_pipeline(_program("uint4", 16, act, HAS_ZEROS=True, PARTIAL=True, GROUP=group))
+    )
     for target in TARGETS:
-        for program in programs:
-            kernel = emit_cuda(run_pipeline(program))
-            module = compile_kernel(kernel.source, kernel.name, target)
-            assert module.report.spill_bytes == 0, module.log
+        module = compile_kernel(kernel.source, kernel.name, target)
+        assert module.report.spill_bytes == 0, module.log
+        # The last block of a tile sums the partials: one atomic a block, fences around it.
+        assert module.ptx.count("atom.global.add") == 1
+        assert "membar.gl" in module.ptx or "fence.sc.gpu" in module.ptx
 
 
 # -- the prefill kernel ----------------------------------------------------------------------------
@@ -95,6 +94,25 @@ PREFILL_CASES = (
     + [(1, w, "sm_90a") for w in ("int3", "uint8", "float6_e3m2", "float8_e4m3")]
     + [(0, w, "sm_80") for w in ("uint8", "float8_e4m3")]
 )
+
+
+@pytest.mark.parametrize(
+    "shape", SPLIT_PREFILL_CONFIGS, ids=lambda c: f"{c['BLOCK_M']}x{c['WARPS_N']}"
+)
+def test_split_prefill_shapes_compile_without_spills(shape):
+    program = GEMM_TC[tilevm.float16].program(
+        WTYPE=tilevm.int4,
+        GROUP=128,
+        HAS_ZEROS=False,
+        ZERO_OFFSET=0,
+        HAS_BIAS=True,
+        PARTIAL=True,
+        **shape,
+    )
+    kernel = emit_cuda(run_pipeline(program))
+    for target in TARGETS:
+        module = compile_kernel(kernel.source, kernel.name, target)
+        assert module.report.spill_bytes == 0, (target, module.log)
 
 
 @pytest.mark.parametrize(("config", "wtype", "target"), PREFILL_CASES)

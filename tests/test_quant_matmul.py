@@ -172,6 +172,8 @@ def test_the_prefill_tile_shapes_are_those_the_tuner_chooses_from():
 
     tuner = _tuned_prefill(tilevm.float16)
     assert tuner.configs == tuple(PREFILL_CONFIGS)
+    split = _tuned_prefill(tilevm.float16, True).configs
+    assert split and set(map(str, split)) < set(map(str, PREFILL_CONFIGS))
     for c in PREFILL_CONFIGS:
         assert c["BLOCK_M"] % (16 * c["WARPS_M"]) == 0
         assert c["NUM_WARPS"] == c["WARPS_M"] * c["WARPS_N"]

@@ -30,8 +30,10 @@ tile of k:
 
 The k tiles of a block are ``[split * k_tiles_per_split, ...)``: with more
 than one split (``PARTIAL``), blocks write fp32 partial sums to a workspace
-``[splits, m, n]`` and :data:`REDUCE` adds them in a fixed order
-(deterministic, no atomics), adds the bias and rounds to the output type.
+``[splits, m, n]`` and count themselves in at their tile's counter
+(``tl.atomic_add``); the last block of a tile to arrive adds the partials in
+split order (the same sum whoever arrives last: deterministic), adds the bias,
+rounds to the output type and sets the counter back to 0. No second kernel.
 """
 
 from __future__ import annotations
@@ -98,16 +100,52 @@ def _weight_step(steps, step, s_tile, z_tile, group_rows, wtype, act, layout, ze
 
 
 @tilevm.func
-def _finish(acc, bias, out, partial, m, n, row, col, split, act, has_bias, is_partial):
-    """Partial sums to the workspace, or bias, rounding and the store of the block's tile."""
+def _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, has_bias, is_partial):
+    """The block's tile of the output: rounded (bias added), or with k split, summed.
+
+    Split, every block writes its fp32 partial sums to the workspace and
+    counts itself in at its tile's counter; the last of the tile's blocks to
+    arrive adds the partials in split order (the same sum whoever is last, so
+    results are deterministic), finishes the tile and sets the counter back
+    to 0 for the next launch.
+    """
     if is_partial:
-        gp = tl.global_view(partial, [tl.num_blocks(2), m, n])
+        splits = tl.num_blocks(2)
+        gp = tl.global_view(partial, [splits, m, n])
         tl.store(gp, tl.reshape(acc, [1, acc.shape[0], acc.shape[1]]), [split, row, col])
+        tl.fence()  # the partials are visible to every block before this one counts itself in
+        tl.sync()
+        gc = tl.global_view(counters, [tl.num_blocks(0) * tl.num_blocks(1)])
+        tile = tl.block_idx(0) * tl.num_blocks(1) + tl.block_idx(1)
+        arrived = tl.atomic_add(gc, [tile], 1)
+        if arrived == splits - 1:
+            tl.fence()
+            total = tl.zeros([1, acc.shape[0], acc.shape[1]], tilevm.float32)
+            for s in range(0, splits):
+                total = total + tl.load(gp, [s, row, col], [1, acc.shape[0], acc.shape[1]])
+            _store_tile(
+                tl.reshape(total, [acc.shape[0], acc.shape[1]]),
+                bias,
+                out,
+                m,
+                n,
+                row,
+                col,
+                act,
+                has_bias,
+            )
+            tl.store(gc, tl.zeros([1], tilevm.int32), [tile])
     else:
-        if has_bias:
-            gb = tl.global_view(bias, [1, n])
-            acc = acc + tl.cast(tl.load(gb, [0, col], [1, acc.shape[1]]), tilevm.float32)
-        tl.store(tl.global_view(out, [m, n]), tl.cast(acc, act), [row, col])
+        _store_tile(acc, bias, out, m, n, row, col, act, has_bias)
+
+
+@tilevm.func
+def _store_tile(acc, bias, out, m, n, row, col, act, has_bias):
+    """``acc`` (+ bias), rounded to the activation type, into the output at (row, col)."""
+    if has_bias:
+        gb = tl.global_view(bias, [1, n])
+        acc = acc + tl.cast(tl.load(gb, [0, col], [1, acc.shape[1]]), tilevm.float32)
+    tl.store(tl.global_view(out, [m, n]), tl.cast(acc, act), [row, col])
 
 
 def _group_rows(group: int) -> int:
@@ -124,6 +162,7 @@ def _make_gemm(act: tilevm.DataType):
         bias: tilevm.Ptr[act],
         out: tilevm.Ptr[act],
         partial: tilevm.Ptr[tilevm.float32],
+        counters: tilevm.Ptr[tilevm.int32],
         m: tilevm.int32,
         n: tilevm.int32,
         k: tilevm.int32,
@@ -183,7 +222,7 @@ def _make_gemm(act: tilevm.DataType):
                     ZERO_OFFSET,
                 )
                 acc = tl.dot(tl.slice(a, [0, step * MMA_K], [BLOCK_M, MMA_K]), w, acc)
-        _finish(acc, bias, out, partial, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
+        _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
 
     qgemm.__name__ = qgemm.__qualname__ = f"qgemm_{tilevm.dtypes.library_name(act)}"
     return tilevm.kernel(qgemm, num_warps="WARPS")
@@ -198,6 +237,7 @@ def _make_gemm_tc(act: tilevm.DataType):
         bias: tilevm.Ptr[act],
         out: tilevm.Ptr[act],
         partial: tilevm.Ptr[tilevm.float32],
+        counters: tilevm.Ptr[tilevm.int32],
         m: tilevm.int32,
         n: tilevm.int32,
         k: tilevm.int32,
@@ -275,40 +315,10 @@ def _make_gemm_tc(act: tilevm.DataType):
         tl.copy_async_wait(0)
         tl.free_shared(sx[1])
         tl.free_shared(sx[0])
-        _finish(acc, bias, out, partial, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
+        _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
 
     qgemm_tc.__name__ = qgemm_tc.__qualname__ = f"qgemm_tc_{tilevm.dtypes.library_name(act)}"
     return tilevm.kernel(qgemm_tc, num_warps="NUM_WARPS")
-
-
-def _make_reduce(act: tilevm.DataType):
-    def qgemm_reduce(
-        partial: tilevm.Ptr[tilevm.float32],
-        bias: tilevm.Ptr[act],
-        out: tilevm.Ptr[act],
-        m: tilevm.int32,
-        n: tilevm.int32,
-        splits: tilevm.int32,
-        HAS_BIAS: tilevm.constexpr,
-        BLOCK_M: tilevm.constexpr = 4,
-        BLOCK_N: tilevm.constexpr = 256,
-    ):
-        row = tl.block_idx(0) * BLOCK_M
-        col = tl.block_idx(1) * BLOCK_N
-        gp = tl.global_view(partial, [splits, m, n])
-        acc = tl.zeros([1, BLOCK_M, BLOCK_N], tilevm.float32)
-        for s in range(0, splits):
-            acc = acc + tl.load(gp, [s, row, col], [1, BLOCK_M, BLOCK_N])
-        y = tl.reshape(acc, [BLOCK_M, BLOCK_N])
-        if HAS_BIAS:
-            gb = tl.global_view(bias, [1, n])
-            y = y + tl.cast(tl.load(gb, [0, col], [1, BLOCK_N]), tilevm.float32)
-        tl.store(tl.global_view(out, [m, n]), tl.cast(y, act), [row, col])
-
-    qgemm_reduce.__name__ = qgemm_reduce.__qualname__ = (
-        f"qgemm_reduce_{tilevm.dtypes.library_name(act)}"
-    )
-    return tilevm.kernel(qgemm_reduce, num_warps=4)
 
 
 GEMM = {t: _make_gemm(t) for t in (tilevm.float16, tilevm.bfloat16)}
@@ -317,8 +327,6 @@ GEMM = {t: _make_gemm(t) for t in (tilevm.float16, tilevm.bfloat16)}
 GEMM_TC = {t: _make_gemm_tc(t) for t in (tilevm.float16, tilevm.bfloat16)}
 """The prefill GEMM kernel (x staged in shared memory, a grid of warps) per activation type."""
 
-REDUCE = {t: _make_reduce(t) for t in (tilevm.float16, tilevm.bfloat16)}
-"""The split-K reduction per activation type."""
 
 # Each kernel under its own name too: the autotuner's compile workers find a kernel by
 # module and name (tilevm.autotune.kernel_reference).

@@ -10,9 +10,10 @@ tensors run the same kernels on the interpreter.
 The launch depends on M (:func:`choose_config`):
 
 - M <= 16 (decode): :data:`~.qgemm.GEMM`, 16-row blocks of up to four warps
-  side by side; the k tiles are split over ``splits`` blocks so that there
-  are about two blocks per SM, and :data:`~.qgemm.REDUCE` sums the fp32
-  partials in a fixed order;
+  side by side; the k tiles are split over ``splits`` blocks so that enough
+  weight bytes are in flight, and the last block of each output tile sums
+  the fp32 partials in a fixed order (per-tile counters, kept at 0 between
+  launches, see :func:`_counters`);
 - larger M (prefill): :data:`~.qgemm.GEMM_TC`, x staged in shared memory, a
   grid of warps; its tile shape is one of :data:`PREFILL_CONFIGS`, chosen by
   :mod:`tilevm.autotune` per GPU and per (M, N, K) bucket, weight type and
@@ -33,7 +34,7 @@ import torch
 from .. import dtypes
 from ..autotune import Autotuner
 from ..quant import TILE_K, TILE_N, QuantizedWeight
-from .qgemm import GEMM, GEMM_TC, REDUCE
+from .qgemm import GEMM, GEMM_TC
 
 ACTIVATION_DTYPES = {torch.float16: dtypes.float16, torch.bfloat16: dtypes.bfloat16}
 
@@ -78,13 +79,20 @@ PREFILL_CONFIGS = (
 """The prefill kernel's tile shapes: 64 x 128 blocks with 32 x 64 warp tiles, then 128 x 256
 and 128 x 128 blocks of 8 warps (64 x 64 and 32 x 64 warp tiles)."""
 
+SPLIT_PREFILL_CONFIGS = tuple(c for c in PREFILL_CONFIGS if c["BLOCK_M"] * c["WARPS_N"] < 512)
+"""The shapes a split-K prefill launch chooses from: 128 x 256 blocks need every register for
+their 64 x 64 warp tiles, and the split epilogue (partials, the last block's sum) tips them
+into spilling."""
+
 PREFILL_KEY = ("m", "n", "k", "WTYPE", "GROUP", "HAS_ZEROS")
 """What the best prefill tile shape depends on (m, n and k bucketed to powers of two)."""
 
 
 @functools.cache
-def _tuned_prefill(act: dtypes.DataType) -> Autotuner:
-    return Autotuner(GEMM_TC[act], PREFILL_CONFIGS, PREFILL_KEY)
+def _tuned_prefill(act: dtypes.DataType, split: bool = False) -> Autotuner:
+    """The prefill kernel's autotuner (one for unsplit launches, one for split ones)."""
+    configs = SPLIT_PREFILL_CONFIGS if split else PREFILL_CONFIGS
+    return Autotuner(GEMM_TC[act], configs, PREFILL_KEY)
 
 
 IN_FLIGHT_BYTES = 32 << 10
@@ -138,6 +146,24 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
     return Config(block_m, warps, -(-k_tiles // per_split), per_split, prefill, warps_m)
 
 
+_COUNTERS: dict[tuple[Any, ...], torch.Tensor] = {}
+
+
+def _counters(device: torch.device, count: int) -> torch.Tensor:
+    """At least ``count`` int32 zeros for the split-K tile counters, kept per device and stream.
+
+    The kernels leave every counter at 0 when they finish, so the tensor is
+    zeroed once, when it is made (or grown). One per stream: launches on one
+    stream run in order, launches on two streams must not share counters.
+    """
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else None
+    key = (device, stream)
+    have = _COUNTERS.get(key)
+    if have is None or have.numel() < count:
+        have = _COUNTERS[key] = torch.zeros(max(count, 1024), dtype=torch.int32, device=device)
+    return have
+
+
 def _aligned(t: torch.Tensor) -> torch.Tensor:
     """``t``, or a copy of it where its start is not 16-byte aligned (a view with an offset)."""
     return t.clone() if t.data_ptr() % 16 else t
@@ -168,9 +194,12 @@ def _run(
     cfg = cfg or choose_config(m, n, k, wtype.nbits, x.device)
     n_tiles = packed.shape[1]
     partial = cfg.splits > 1
-    # Without PARTIAL the kernel never reads the workspace; it still takes a float32 tensor.
+    # Without PARTIAL the kernel never reads the workspace or the counters; it still takes a
+    # float32 and an int32 tensor.
     shape = (cfg.splits, m, n) if partial else (1,)
     work = torch.empty(shape, dtype=torch.float32, device=x.device)
+    # A counter per output tile (16-row blocks of 64 columns bound every tile shape).
+    counters = _counters(x.device, -(-m // 16) * n_tiles if partial else 1)
     grid = (-(-m // cfg.block_m), -(-n_tiles // cfg.warps), cfg.splits)
     bias_arg = bias if bias is not None else x  # not read without HAS_BIAS
     args = (
@@ -181,6 +210,7 @@ def _run(
         bias_arg,
         out,
         work,
+        counters,
         m,
         n,
         k,
@@ -197,18 +227,11 @@ def _run(
             return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
 
         names = ("HAS_ZEROS", "ZERO_OFFSET", "HAS_BIAS", "PARTIAL")
-        _tuned_prefill(act)[tuned_grid](*args[:-1], **dict(zip(names, flags)))
+        _tuned_prefill(act, partial)[tuned_grid](*args[:-1], **dict(zip(names, flags)))
     elif cfg.prefill:
         GEMM_TC[act][grid](*args, cfg.warps_m, cfg.warps, *flags, cfg.num_warps)
     else:
         GEMM[act][grid](*args, cfg.warps, *flags)
-    if partial:
-        reduce = REDUCE[act]
-        # A row or two (decode): 1 x 128 or 2 x 128 blocks, for blocks enough to spread the
-        # (latency-bound) reads of the partials over the SMs; else 4 x 256.
-        block_m, block_n = (m, 128) if m <= 2 else (4, 256)
-        grid = (-(-m // block_m), -(-n // block_n))
-        reduce[grid](work, bias_arg, out, m, n, cfg.splits, bias is not None, block_m, block_n)
     return out
 
 
