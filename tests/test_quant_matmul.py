@@ -212,3 +212,16 @@ def test_split_k_for_a_row_or_two_reduces_in_narrow_blocks(m):
     bias = torch.randn(n, generator=gen).half()
     args = (x, q.packed, q.scales, q.zeros, bias, q.dtype, q.group_size, n, q.zero_offset)
     _check(_run(*args, cfg=Config(block_m=16, warps=2, splits=3, k_tiles_per_split=2)), x, q, bias)
+
+
+def test_split_k_leaves_every_tile_counter_at_zero_for_the_next_call():
+    qm = importlib.import_module("tilevm.ops.quant_matmul")
+    gen = torch.Generator().manual_seed(11)
+    q = tilevm.quantize(torch.randn(192, 512, generator=gen), "int4", group_size=128)
+    x = torch.randn(3, 512, generator=gen).half()
+    args = (x, q.packed, q.scales, None, None, q.dtype, q.group_size, 192, q.zero_offset)
+    cfg = Config(block_m=16, warps=1, splits=4, k_tiles_per_split=2)
+    first = _run(*args, cfg=cfg)
+    counters = qm._COUNTERS[(x.device, None)]
+    assert int(counters.abs().sum()) == 0
+    assert torch.equal(_run(*args, cfg=cfg), first)
