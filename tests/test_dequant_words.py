@@ -210,5 +210,4 @@ def _qgemm_int4():
         HAS_ZEROS=False,
         ZERO_OFFSET=0,
         HAS_BIAS=False,
-        PARTIAL=False,
     )

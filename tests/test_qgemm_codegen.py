@@ -36,7 +36,6 @@ def _program(wtype: str, block_m: int, act=tilevm.float16, **kw):
         HAS_ZEROS=False,
         ZERO_OFFSET=0,
         HAS_BIAS=True,
-        PARTIAL=False,
     )
     constants.update(kw)
     return GEMM[act].program(**constants)
@@ -77,9 +76,7 @@ def test_weights_arrive_in_16_byte_loads_and_feed_the_tensor_cores(compiled, wty
 @pytest.mark.parametrize("act", [tilevm.float16, tilevm.bfloat16])
 @pytest.mark.parametrize("group", [64, 32])
 def test_split_k_zero_point_and_bf16_variants_compile(act, group):
-    kernel = emit_cuda(
-        run_pipeline(_program("uint4", 16, act, HAS_ZEROS=True, PARTIAL=True, GROUP=group))
-    )
+    kernel = emit_cuda(run_pipeline(_program("uint4", 16, act, HAS_ZEROS=True, GROUP=group)))
     for target in TARGETS:
         module = compile_kernel(kernel.source, kernel.name, target)
         assert module.report.spill_bytes == 0, module.log

@@ -225,3 +225,14 @@ def test_split_k_leaves_every_tile_counter_at_zero_for_the_next_call():
     counters = qm._COUNTERS[(x.device, None)]
     assert int(counters.abs().sum()) == 0
     assert torch.equal(_run(*args, cfg=cfg), first)
+
+
+def test_the_decode_widths_are_tuned_and_an_inconsistent_split_is_refused():
+    from tilevm.ops.quant_matmul import DECODE_CONFIGS, _tuned_decode
+
+    assert _tuned_decode(tilevm.float16).configs == tuple(DECODE_CONFIGS)
+    q = tilevm.quantize(torch.randn(64, 320), "int4", group_size=64)
+    x = torch.randn(2, 320).half()
+    args = (x, q.packed, q.scales, None, None, q.dtype, q.group_size, 64, q.zero_offset)
+    with pytest.raises(ValueError, match="splits 5 k tiles 2 ways, 3 a split"):
+        _run(*args, cfg=Config(block_m=16, warps=1, splits=2, k_tiles_per_split=2))

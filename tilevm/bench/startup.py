@@ -18,9 +18,9 @@ second process with the cache the first one filled. Quantising the weight is
 done before the clock starts (a model does it once, ahead of serving).
 
 Without a GPU the first call cannot run; the child then does what the call
-would compile, for ``--arch``: the decode kernel, or every prefill tile shape
-in the autotuner's worker processes (cold) and the first shape (warm, where a
-tuned process would find its choice on disk and compile only that).
+would compile, for ``--arch``: every decode or prefill tile shape in the
+autotuner's worker processes (cold), and the first shape (warm, where a tuned
+process would find its choice on disk and compile only that).
 """
 
 from __future__ import annotations
@@ -57,23 +57,21 @@ else:
     from tilevm.runtime.cache import compile_kernel
     cfg = qm.choose_config(m, n, k, q.nbits, x.device)
     common = dict(WTYPE=q.dtype, GROUP=q.group_size if q.group_size > 0 else 0,
-                  HAS_ZEROS=q.zeros is not None, ZERO_OFFSET=q.zero_offset, HAS_BIAS=False,
-                  PARTIAL=False)
-    if not cfg.prefill:
-        program = qm.GEMM[tilevm.float16].program(BLOCK_M=cfg.block_m, WARPS=cfg.warps, **common)
-        cuda = emit_cuda(run_pipeline(program))
-        compile_kernel(cuda.source, cuda.name, arch)
-        what = "compile the decode kernel for " + arch
-    elif cold:
-        configs = [dict(common, **c) for c in qm.PREFILL_CONFIGS]
-        errors = compile_configs(qm.GEMM_TC[tilevm.float16], configs, arch)
-        assert not any(errors), errors
-        what = f"compile {len(configs)} prefill shapes for {arch} (tuner workers)"
+                  HAS_ZEROS=q.zeros is not None, ZERO_OFFSET=q.zero_offset, HAS_BIAS=False)
+    if cfg.prefill:
+        kernel, configs, kind = qm.GEMM_TC[tilevm.float16], qm.PREFILL_CONFIGS, "prefill"
+        common["PARTIAL"] = False
     else:
-        program = qm.GEMM_TC[tilevm.float16].program(**common, **qm.PREFILL_CONFIGS[0])
-        cuda = emit_cuda(run_pipeline(program))
+        kernel, configs, kind = qm.GEMM[tilevm.float16], qm.DECODE_CONFIGS, "decode"
+        common["BLOCK_M"] = cfg.block_m
+    if cold:
+        errors = compile_configs(kernel, [dict(common, **c) for c in configs], arch)
+        assert not any(errors), errors
+        what = f"compile {len(configs)} {kind} shapes for {arch} (tuner workers)"
+    else:
+        cuda = emit_cuda(run_pipeline(kernel.program(**common, **configs[0])))
         compile_kernel(cuda.source, cuda.name, arch)
-        what = "compile the chosen prefill shape for " + arch
+        what = f"compile the chosen {kind} shape for {arch}"
 done = time.perf_counter()
 print("tilevm-startup " + json.dumps(
     {"import_s": imported - start, "first_call_s": done - begin, "what": what}))

@@ -29,7 +29,8 @@ tile of k:
    mma.sync. Only one step's dequantised registers are live at a time.
 
 The k tiles of a block are ``[split * k_tiles_per_split, ...)``: with more
-than one split (``PARTIAL``), blocks write fp32 partial sums to a workspace
+than one split (the decode kernel reads the number from its grid, the prefill
+kernel's ``PARTIAL`` says so), blocks write fp32 partial sums to a workspace
 ``[splits, m, n]`` and count themselves in at their tile's counter
 (``tl.atomic_add``); the last block of a tile to arrive adds the partials in
 split order (the same sum whoever arrives last: deterministic), adds the bias,
@@ -167,7 +168,6 @@ def _make_gemm(act: tilevm.DataType):
         n: tilevm.int32,
         k: tilevm.int32,
         n_tiles: tilevm.int32,
-        k_tiles_per_split: tilevm.int32,
         WTYPE: tilevm.constexpr,
         GROUP: tilevm.constexpr,
         BLOCK_M: tilevm.constexpr,
@@ -175,7 +175,6 @@ def _make_gemm(act: tilevm.DataType):
         HAS_ZEROS: tilevm.constexpr,
         ZERO_OFFSET: tilevm.constexpr,
         HAS_BIAS: tilevm.constexpr,
-        PARTIAL: tilevm.constexpr,
     ):
         block_n = TILE_N * WARPS
         words = tile_bytes(WTYPE.nbits) // 4
@@ -184,6 +183,8 @@ def _make_gemm(act: tilevm.DataType):
         col = tile_n * TILE_N
         split = tl.block_idx(2)
         k_tiles = (k + TILE_K - 1) // TILE_K
+        # The grid's third dimension splits k (the launch chooses it, per tile shape).
+        k_tiles_per_split = (k_tiles + tl.num_blocks(2) - 1) // tl.num_blocks(2)
         first = split * k_tiles_per_split
         last = tl.minimum(first + k_tiles_per_split, k_tiles)
         gx = tl.global_view(x, [m, k])
@@ -222,7 +223,10 @@ def _make_gemm(act: tilevm.DataType):
                     ZERO_OFFSET,
                 )
                 acc = tl.dot(tl.slice(a, [0, step * MMA_K], [BLOCK_M, MMA_K]), w, acc)
-        _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
+        if tl.num_blocks(2) > 1:
+            _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, HAS_BIAS, True)
+        else:
+            _store_tile(acc, bias, out, m, n, row, col, act, HAS_BIAS)
 
     qgemm.__name__ = qgemm.__qualname__ = f"qgemm_{tilevm.dtypes.library_name(act)}"
     return tilevm.kernel(qgemm, num_warps="WARPS")

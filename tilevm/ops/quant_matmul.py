@@ -84,15 +84,25 @@ SPLIT_PREFILL_CONFIGS = tuple(c for c in PREFILL_CONFIGS if c["BLOCK_M"] * c["WA
 their 64 x 64 warp tiles, and the split epilogue (partials, the last block's sum) tips them
 into spilling."""
 
-PREFILL_KEY = ("m", "n", "k", "WTYPE", "GROUP", "HAS_ZEROS")
-"""What the best prefill tile shape depends on (m, n and k bucketed to powers of two)."""
+DECODE_CONFIGS = ({"WARPS": 4}, {"WARPS": 2}, {"WARPS": 1})
+"""The decode kernel's block widths: 4, 2 or 1 warps of 64 columns; each launch splits k for
+its own block count (:func:`_splits`)."""
+
+TUNING_KEY = ("m", "n", "k", "WTYPE", "GROUP", "HAS_ZEROS")
+"""What the best tile shape depends on (m, n and k bucketed to powers of two)."""
 
 
 @functools.cache
 def _tuned_prefill(act: dtypes.DataType, split: bool = False) -> Autotuner:
     """The prefill kernel's autotuner (one for unsplit launches, one for split ones)."""
     configs = SPLIT_PREFILL_CONFIGS if split else PREFILL_CONFIGS
-    return Autotuner(GEMM_TC[act], configs, PREFILL_KEY)
+    return Autotuner(GEMM_TC[act], configs, TUNING_KEY)
+
+
+@functools.cache
+def _tuned_decode(act: dtypes.DataType) -> Autotuner:
+    """The decode kernel's autotuner over :data:`DECODE_CONFIGS`."""
+    return Autotuner(GEMM[act], DECODE_CONFIGS, TUNING_KEY)
 
 
 IN_FLIGHT_BYTES = 32 << 10
@@ -117,33 +127,41 @@ def _blocks_per_sm(prefill: bool, warps: int, nbits: int) -> int:
     return max(2, min(4, -(-IN_FLIGHT_BYTES // (warps * 1024 * nbits))))
 
 
+def _splits(
+    blocks: int, k_tiles: int, prefill: bool, warps: int, nbits: int, device: torch.device
+) -> int:
+    """k splits for ``blocks`` blocks: about :func:`_blocks_per_sm` blocks per SM on a GPU,
+    each split keeping at least :data:`MIN_TILES_PER_SPLIT` tiles; none on the CPU. Normalised
+    so that no split is empty."""
+    splits = 1
+    if device.type == "cuda":
+        wanted = math.ceil(_blocks_per_sm(prefill, warps, nbits) * _sm_count(device) / blocks)
+        splits = max(1, min(k_tiles // MIN_TILES_PER_SPLIT, wanted))
+    return -(-k_tiles // -(-k_tiles // splits))
+
+
 def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> Config:
     """The launch for an ``[m, k] x [k, n]`` product with ``nbits`` weights on ``device``.
 
-    Up to :data:`DECODE_ROWS` rows: the decode kernel with 16-row blocks (it
-    needs about 95-170 registers a thread: fp32 accumulators, x's fragments,
-    two tiles of packed weights in flight and one k step of dequantised
-    ones). More rows: the prefill kernel in its first tile shape; a tuned
-    launch may use another of :data:`PREFILL_CONFIGS` with the same splits.
-    On a GPU the k tiles are split so that there are about
-    :func:`_blocks_per_sm` blocks per SM, each split keeping at least
-    :data:`MIN_TILES_PER_SPLIT` tiles (fewer splits when k is short).
+    Up to :data:`DECODE_ROWS` rows: the decode kernel with 16-row blocks of
+    4 warps (it needs about 95-170 registers a thread: fp32 accumulators, x's
+    fragments, two tiles of packed weights in flight and one k step of
+    dequantised ones). More rows: the prefill kernel in its first tile shape.
+    A tuned launch may take another of :data:`DECODE_CONFIGS` or
+    :data:`PREFILL_CONFIGS`; decode launches then split for their own width,
+    prefill ones keep these splits (:func:`_splits`).
     """
     n_tiles = -(-n // TILE_N)
     k_tiles = -(-k // TILE_K)
     prefill = m > DECODE_ROWS
     if not prefill:
-        block_m, warps, warps_m = 16, min(4, n_tiles), 1
+        block_m, warps, warps_m = 16, min(DECODE_CONFIGS[0]["WARPS"], n_tiles), 1
     else:
         first = PREFILL_CONFIGS[0]
         block_m, warps, warps_m = first["BLOCK_M"], first["WARPS_N"], first["WARPS_M"]
     blocks = -(-m // block_m) * -(-n_tiles // warps)
-    splits = 1
-    if device.type == "cuda":
-        wanted = math.ceil(_blocks_per_sm(prefill, warps, nbits) * _sm_count(device) / blocks)
-        splits = max(1, min(k_tiles // MIN_TILES_PER_SPLIT, wanted))
-    per_split = -(-k_tiles // splits)
-    return Config(block_m, warps, -(-k_tiles // per_split), per_split, prefill, warps_m)
+    splits = _splits(blocks, k_tiles, prefill, warps, nbits, device)
+    return Config(block_m, warps, splits, -(-k_tiles // splits), prefill, warps_m)
 
 
 _COUNTERS: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -193,16 +211,28 @@ def _run(
     tuned = cfg is None
     cfg = cfg or choose_config(m, n, k, wtype.nbits, x.device)
     n_tiles = packed.shape[1]
-    partial = cfg.splits > 1
-    # Without PARTIAL the kernel never reads the workspace or the counters; it still takes a
-    # float32 and an int32 tensor.
-    shape = (cfg.splits, m, n) if partial else (1,)
-    work = torch.empty(shape, dtype=torch.float32, device=x.device)
-    # A counter per output tile (16-row blocks of 64 columns bound every tile shape).
-    counters = _counters(x.device, -(-m // 16) * n_tiles if partial else 1)
-    grid = (-(-m // cfg.block_m), -(-n_tiles // cfg.warps), cfg.splits)
+    k_tiles = packed.shape[0]
+    mb = -(-m // cfg.block_m)
+    if not cfg.prefill and cfg.k_tiles_per_split != -(-k_tiles // cfg.splits):
+        raise ValueError(
+            f"decode config {cfg}: the kernel splits {k_tiles} k tiles {cfg.splits} ways, "
+            f"{-(-k_tiles // cfg.splits)} a split; k_tiles_per_split says {cfg.k_tiles_per_split}"
+        )
+    if not cfg.prefill and tuned:
+        # Each block width splits k for its own block count.
+        def decode_splits(warps: int) -> int:
+            blocks = mb * -(-n_tiles // warps)
+            return _splits(blocks, k_tiles, False, warps, wtype.nbits, x.device)
+
+        most = max(decode_splits(c["WARPS"]) for c in DECODE_CONFIGS)
+    else:
+        most = cfg.splits
+    # The workspace of partial sums and a counter per output tile (16-row blocks of 64
+    # columns bound every tile shape); without splits the kernels read neither.
+    work = torch.empty((most, m, n) if most > 1 else (1,), dtype=torch.float32, device=x.device)
+    counters = _counters(x.device, mb * n_tiles if most > 1 else 1)
     bias_arg = bias if bias is not None else x  # not read without HAS_BIAS
-    args = (
+    head = (
         x,
         packed,
         scales,
@@ -215,23 +245,38 @@ def _run(
         n,
         k,
         n_tiles,
-        cfg.k_tiles_per_split,
-        wtype,
-        0 if group_size == -1 else group_size,
-        cfg.block_m,
     )
-    flags = (zeros is not None, zero_offset, bias is not None, partial)
-    if cfg.prefill and tuned:
-        # The tile shape is the autotuner's; the grid follows it, the splits stay.
-        def tuned_grid(a):
-            return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
+    types = (wtype, 0 if group_size == -1 else group_size)
+    flags = {
+        "HAS_ZEROS": zeros is not None,
+        "ZERO_OFFSET": zero_offset,
+        "HAS_BIAS": bias is not None,
+    }
+    if cfg.prefill:
+        partial = cfg.splits > 1
+        flags["PARTIAL"] = partial
+        if tuned:
+            # The tile shape is the autotuner's; the grid follows it, the splits stay.
+            def prefill_grid(a):
+                return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
 
-        names = ("HAS_ZEROS", "ZERO_OFFSET", "HAS_BIAS", "PARTIAL")
-        _tuned_prefill(act, partial)[tuned_grid](*args[:-1], **dict(zip(names, flags)))
-    elif cfg.prefill:
-        GEMM_TC[act][grid](*args, cfg.warps_m, cfg.warps, *flags, cfg.num_warps)
+            tuner = _tuned_prefill(act, partial)
+            tuner[prefill_grid](*head, cfg.k_tiles_per_split, *types, **flags)
+        else:
+            grid = (mb, -(-n_tiles // cfg.warps), cfg.splits)
+            shape = {"BLOCK_M": cfg.block_m, "WARPS_M": cfg.warps_m, "WARPS_N": cfg.warps}
+            GEMM_TC[act][grid](
+                *head, cfg.k_tiles_per_split, *types, **shape, **flags, NUM_WARPS=cfg.num_warps
+            )
+    elif tuned:
+
+        def decode_grid(a):
+            return (mb, -(-n_tiles // a["WARPS"]), decode_splits(a["WARPS"]))
+
+        _tuned_decode(act)[decode_grid](*head, *types, BLOCK_M=cfg.block_m, **flags)
     else:
-        GEMM[act][grid](*args, cfg.warps, *flags)
+        grid = (mb, -(-n_tiles // cfg.warps), cfg.splits)
+        GEMM[act][grid](*head, *types, BLOCK_M=cfg.block_m, WARPS=cfg.warps, **flags)
     return out
 
 
