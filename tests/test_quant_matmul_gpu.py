@@ -185,6 +185,9 @@ def test_the_first_prefill_call_tunes_remembers_and_leaves_the_inputs_alone(tmp_
     assert len(files) == 1
     best = json.loads(files[0].read_text())["best"]
     assert len(best) == 1 and "WTYPE=" in next(iter(best))
+    # Decode rows tune the block width the same way, in the decode kernel's own file.
+    assert _rel_error(quant_matmul(x[:1], q), x[:1], q) <= 2e-3
+    assert len(list((tmp_path / "autotune").rglob("qgemm_float16-*.json"))) == 1
 
 
 @pytest.mark.gpu
