@@ -15,7 +15,7 @@ import pytest
 import tilevm
 from tilevm.codegen import emit_cuda
 from tilevm.ops.qgemm import GEMM, GEMM_TC
-from tilevm.ops.quant_matmul import PREFILL_CONFIGS, SPLIT_PREFILL_CONFIGS
+from tilevm.ops.quant_matmul import DECODE_CONFIGS, PREFILL_CONFIGS, SPLIT_PREFILL_CONFIGS
 from tilevm.passes.pipeline import run_pipeline
 from tilevm.runtime.cache import compile_kernel
 
@@ -136,3 +136,13 @@ def test_every_prefill_tile_shape_compiles_without_spills_and_pipelines_x(config
     assert ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 2 * rows // 16 * 32
     nbits = tilevm.dtype(wtype).nbits
     assert ptx.count("ld.global.v4.u32") + ptx.count("ld.global.nc.v4.u32") >= 2 * nbits
+
+
+@pytest.mark.parametrize("warps", [c["WARPS"] for c in DECODE_CONFIGS])
+@pytest.mark.parametrize("wtype", ["int4", "uint8", "float6_e3m2"])
+def test_every_decode_width_the_tuner_tries_compiles_without_spills(wtype, warps):
+    kernel = emit_cuda(run_pipeline(_program(wtype, 16, WARPS=warps)))
+    for target in TARGETS:
+        module = compile_kernel(kernel.source, kernel.name, target)
+        assert module.report.spill_bytes == 0, (target, module.log)
+        assert module.ptx.count("mma.sync.aligned.m16n8k16") == 32  # 4 k steps x 8 per warp
