@@ -236,3 +236,18 @@ def test_the_decode_widths_are_tuned_and_an_inconsistent_split_is_refused():
     args = (x, q.packed, q.scales, None, None, q.dtype, q.group_size, 64, q.zero_offset)
     with pytest.raises(ValueError, match="splits 5 k tiles 2 ways, 3 a split"):
         _run(*args, cfg=Config(block_m=16, warps=1, splits=2, k_tiles_per_split=2))
+
+
+def test_after_the_first_launch_of_a_bucket_the_autotuner_is_not_consulted(monkeypatch):
+    from tilevm.autotune import Autotuner
+
+    calls = []
+    launch = Autotuner.launch
+    monkeypatch.setattr(
+        Autotuner, "launch", lambda self, *a, **kw: calls.append(self) or launch(self, *a, **kw)
+    )
+    q = tilevm.quantize(torch.randn(64, 128), "uint3", group_size=64)
+    for m in (5, 6, 7, 40, 60):  # two buckets: m of 5..8 (decode), 33..64 (prefill)
+        x = torch.randn(m, 128).half()
+        _check(quant_matmul(x, q), x, q)
+    assert len(calls) == 2

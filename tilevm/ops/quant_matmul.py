@@ -255,29 +255,68 @@ def _run(
     if cfg.prefill:
         partial = cfg.splits > 1
         flags["PARTIAL"] = partial
-        if tuned:
-            # The tile shape is the autotuner's; the grid follows it, the splits stay.
-            def prefill_grid(a):
-                return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
 
+        # The tile shape is the autotuner's (or cfg's); the grid follows it, the splits stay.
+        def prefill_grid(a):
+            return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
+
+        if tuned:
             tuner = _tuned_prefill(act, partial)
-            tuner[prefill_grid](*head, cfg.k_tiles_per_split, *types, **flags)
+            chosen = _chosen(tuner, x, m, n, k, types, flags)
         else:
-            grid = (mb, -(-n_tiles // cfg.warps), cfg.splits)
-            shape = {"BLOCK_M": cfg.block_m, "WARPS_M": cfg.warps_m, "WARPS_N": cfg.warps}
-            GEMM_TC[act][grid](
-                *head, cfg.k_tiles_per_split, *types, **shape, **flags, NUM_WARPS=cfg.num_warps
-            )
-    elif tuned:
+            chosen = {"BLOCK_M": cfg.block_m, "WARPS_M": cfg.warps_m, "WARPS_N": cfg.warps}
+            chosen["NUM_WARPS"] = cfg.num_warps
+        if chosen is None:  # tune (or take the recorded choice), launch, remember
+            tuner[prefill_grid](*head, cfg.k_tiles_per_split, *types, **flags)
+            _remember(tuner, x, m, n, k, types, flags)
+        else:
+            grid = prefill_grid(chosen)
+            GEMM_TC[act][grid](*head, cfg.k_tiles_per_split, *types, **chosen, **flags)
+    else:
 
         def decode_grid(a):
-            return (mb, -(-n_tiles // a["WARPS"]), decode_splits(a["WARPS"]))
+            splits = decode_splits(a["WARPS"]) if tuned else cfg.splits
+            return (mb, -(-n_tiles // a["WARPS"]), splits)
 
-        _tuned_decode(act)[decode_grid](*head, *types, BLOCK_M=cfg.block_m, **flags)
-    else:
-        grid = (mb, -(-n_tiles // cfg.warps), cfg.splits)
-        GEMM[act][grid](*head, *types, BLOCK_M=cfg.block_m, WARPS=cfg.warps, **flags)
+        if tuned:
+            tuner = _tuned_decode(act)
+            chosen = _chosen(tuner, x, m, n, k, types, flags)
+        else:
+            chosen = {"WARPS": cfg.warps}
+        if chosen is None:
+            tuner[decode_grid](*head, *types, BLOCK_M=cfg.block_m, **flags)
+            _remember(tuner, x, m, n, k, types, flags)
+        else:
+            grid = decode_grid(chosen)
+            GEMM[act][grid](*head, *types, BLOCK_M=cfg.block_m, **chosen, **flags)
     return out
+
+
+# A launch's tuned tile shape, once known: later launches of the bucket skip the autotuner's
+# generic argument binding (tens of microseconds of host time a call).
+_CHOSEN: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _chosen_key(tuner: Autotuner, x: torch.Tensor, m, n, k, types, flags) -> tuple[Any, ...]:
+    from ..autotune import enabled, next_power_of_two
+
+    sizes = tuple(next_power_of_two(v) for v in (m, n, k))
+    return (id(tuner), x.device, enabled(), *sizes, *types, flags["HAS_ZEROS"])
+
+
+def _chosen(tuner: Autotuner, x: torch.Tensor, m, n, k, types, flags) -> dict[str, Any] | None:
+    """The remembered shape for this launch's bucket, or None (the autotuner must launch)."""
+    return _CHOSEN.get(_chosen_key(tuner, x, m, n, k, types, flags))
+
+
+def _remember(tuner: Autotuner, x: torch.Tensor, m, n, k, types, flags) -> None:
+    """After the autotuner launched: keep its choice for the bucket (the default off the GPU)."""
+    if x.device.type == "cuda" and x.device.index != torch.cuda.current_device():
+        return  # best_config answers for the current device
+    key = dict(m=m, n=n, k=k, WTYPE=types[0], GROUP=types[1], HAS_ZEROS=flags["HAS_ZEROS"])
+    best = tuner.best_config(**key)
+    if best is not None:
+        _CHOSEN[_chosen_key(tuner, x, m, n, k, types, flags)] = best
 
 
 # -- the torch custom op ---------------------------------------------------------------------------
