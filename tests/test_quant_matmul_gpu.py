@@ -176,6 +176,10 @@ def test_a_cuda_graph_replays_the_op_on_new_inputs(m):
 def test_the_first_prefill_call_tunes_remembers_and_leaves_the_inputs_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("TILEVM_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("TILEVM_AUTOTUNE", "1")
+    qm = importlib.import_module("tilevm.ops.quant_matmul")
+    monkeypatch.setattr(qm, "_CHOSEN", {})  # no shape remembered from earlier tests
+    qm._tuned_prefill.cache_clear()  # nor tuned in memory: fresh tuners read the empty cache
+    qm._tuned_decode.cache_clear()
     q, x = _case("int6", 96, 384, 512)
     before = (x.clone(), q.packed.clone(), q.scales.clone())
     y = quant_matmul(x, q)
