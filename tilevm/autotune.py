@@ -79,7 +79,7 @@ from ._files import write_atomically
 from ._version import __version__
 from .dtypes import DataType
 from .errors import TileVMError
-from .lang.kernel import Kernel, LaunchError
+from .lang.kernel import ArgumentBinder, Kernel, LaunchError
 
 logger = logging.getLogger(__name__)
 
@@ -510,6 +510,8 @@ class Autotuner:
         self.__name__ = kernel.__name__
         self.__doc__ = kernel.__doc__
         self._signature = inspect.signature(kernel.fn)
+        self._binder = ArgumentBinder(self._signature)
+        self._tuned_names = frozenset(k for c in self.configs for k in c)
         self._choices: dict[tuple[str, str], int] = {}  # (device name, bucket) -> config index
         self._device_names: dict[int, str] = {}
         self._compiled: dict[tuple[int, str], list[str | None]] = {}  # error text per config
@@ -541,18 +543,18 @@ class Autotuner:
         self.kernel.launch(grid, (), {**values, **self.configs[index]}, backend)
 
     def _bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-        try:
-            bound = self._signature.bind_partial(*args, **kwargs)
-        except TypeError as err:
-            raise LaunchError(f"{self.__name__}: {err}") from None
-        chosen = sorted({k for c in self.configs for k in c} & set(bound.arguments))
+        tuned = self._tuned_names
+        passed = set(self._binder.names[: len(args)]) | set(kwargs)
+        chosen = sorted(tuned & passed)
         if chosen:
             raise LaunchError(
                 f"{self.__name__}: {chosen} are chosen by the autotuner; do not pass them"
             )
-        bound.apply_defaults()
-        tuned = {k for c in self.configs for k in c}
-        return {k: v for k, v in bound.arguments.items() if k not in tuned}
+        try:
+            values = self._binder.bind(args, kwargs, partial=True)
+        except TypeError as err:
+            raise LaunchError(f"{self.__name__}: {err}") from None
+        return {k: v for k, v in values.items() if k not in tuned}
 
     def _bucket(self, values: Mapping[str, Any]) -> str:
         parts = []

@@ -120,7 +120,8 @@ class Kernel:
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self.params = _classify(fn, scope)
-        self._signature = inspect.signature(fn)  # bound on every launch
+        self._signature = inspect.signature(fn)
+        self._binder = ArgumentBinder(self._signature)  # binds on every launch
         constants = [p.name for p in self.params if p.kind == "constexpr"]
         if isinstance(num_warps, str):
             if num_warps not in constants:
@@ -201,11 +202,9 @@ class Kernel:
 
     def launch(self, grid: Any, args: Sequence[Any], kwargs: dict[str, Any], backend: str | None):
         try:
-            bound = self._signature.bind(*args, **kwargs)
+            values = self._binder.bind(args, kwargs)
         except TypeError as err:
             raise LaunchError(f"{self.__name__}: {err}") from None
-        bound.apply_defaults()
-        values = dict(bound.arguments)
         if callable(grid):
             grid = grid(values)
         grid = _grid(grid, self.__name__)
@@ -217,6 +216,47 @@ class Kernel:
             run_on_cpu(self, program, grid, values)
         else:
             run_on_gpu(self, program, grid, values)
+
+
+class ArgumentBinder:
+    """``inspect.Signature.bind`` (or ``bind_partial``) then ``apply_defaults``, fast.
+
+    A launch binds its arguments on every call, and ``inspect`` takes tens of
+    microseconds. For the usual call (positional arguments, then keywords that
+    name other parameters) this builds the same ordered dict directly; any
+    other call goes to ``inspect``, which binds it or raises its usual
+    ``TypeError``.
+    """
+
+    def __init__(self, signature: inspect.Signature):
+        self.signature = signature
+        self.names = tuple(signature.parameters)
+        self.known = frozenset(self.names)
+        self.defaults = {
+            n: p.default for n, p in signature.parameters.items() if p.default is not p.empty
+        }
+        kinds = {p.kind for p in signature.parameters.values()}
+        self.plain = kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD}
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any], partial: bool = False) -> dict:
+        names = self.names
+        if self.plain and len(args) <= len(names):
+            given = dict(zip(names, args))
+            if all(k in self.known and k not in given for k in kwargs):
+                given.update(kwargs)
+                values = {}
+                for n in names:
+                    if n in given:
+                        values[n] = given[n]
+                    elif n in self.defaults:
+                        values[n] = self.defaults[n]
+                    elif not partial:
+                        break  # a missing argument: inspect says which
+                else:
+                    return values
+        bound = (self.signature.bind_partial if partial else self.signature.bind)(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
 
 
 def _check_warps(value: Any, what: str) -> None:

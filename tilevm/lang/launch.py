@@ -10,6 +10,7 @@ stores land in them directly; CUDA tensors are copied to the host and back.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,9 @@ BACKENDS = ("cpu", "cuda")
 
 
 def _is_torch(value: Any) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "data_ptr")
+    """A torch tensor (torch is not imported here: a program that has none passes none)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def select_backend(kernel: Kernel, values: dict[str, Any], backend: str | None) -> str:
