@@ -576,3 +576,26 @@ def test_the_emitted_view_unpacks_each_threads_bytes_lsb_first(kernels, name):
     got = np.frombuffer(done.stdout, np.uint8).reshape(200, count)
     want = np.stack([tilevm.unpack(row, nbits, count) for row in raw])
     assert np.array_equal(got, want)
+
+
+def test_register_loop_indices_keep_their_parentheses_when_added_to_a_base():
+    """A masked element-by-element load adds the loop's register digit (``r & 3``) to a base
+    index; C's ``+`` binds tighter than ``&``, so ``i2 + r & 3`` would read the wrong element.
+    The split-K epilogue of the decode GEMM has such a load."""
+    import re
+
+    from tilevm.ops.qgemm import GEMM
+
+    program = GEMM[tilevm.float16].program(
+        WTYPE=tilevm.int4,
+        GROUP=128,
+        BLOCK_M=16,
+        WARPS=4,
+        HAS_ZEROS=False,
+        ZERO_OFFSET=0,
+        HAS_BIAS=True,
+    )
+    source = emit_cuda(run_pipeline(program)).source
+    assert "gp[" in source  # the epilogue's element-by-element load of the partials
+    loose = re.compile(r"[+\-] [A-Za-z_]\w* (?:&|>>|<<|\||\^) ")
+    assert not [line for line in source.splitlines() if loose.search(line)]

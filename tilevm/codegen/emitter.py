@@ -342,13 +342,15 @@ class Emitter:
         register, a local part); ``body(idx)`` gets ``idx(k)``, the text of map k.
         A ``#pragma unroll`` loop when every map is a digit sum over ``radices``
         (the loop's register digits), else one copy of the body per register.
+        Each ``idx(k)`` is safe as an operand of ``+`` (a mask is parenthesised:
+        bodies add it to a base index).
         """
         if count == 1:
             self.extend(body(lambda k: str(maps[k][0])))
             return
         fits = [fit_digit_sum(m, radices) for m in maps]
         if all(f is not None for f in fits):
-            texts = [f.render(var, count, standalone=True) for f in fits]  # type: ignore[union-attr]
+            texts = [f.render(var, count) for f in fits]  # type: ignore[union-attr]
             self.line("#pragma unroll")
             with self.block(f"for (int {var} = 0; {var} < {count}; ++{var})"):
                 self.extend(body(lambda k: texts[k]))
