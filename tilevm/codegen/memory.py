@@ -266,13 +266,13 @@ def _global_view(em: Emitter, inst: I.GlobalView) -> None:
 def _atomic_add(em: Emitter, inst: I.AtomicAdd) -> None:
     """Thread 0 adds; the old value reaches every thread through shared memory."""
     g = em.global_var(inst.dst)
-    terms = [f"({em.expr(o)}) * {stride}" for o, stride in zip(inst.offsets, g.strides)]
+    at = address([_operand(em.expr(o)) for o in inst.offsets], g.strides)
     ctype = scalar_ctype(inst.out.dtype)
     value = em.expr(inst.value)
     slot = em.c.fresh("atomic_old")
     em.line(f"__shared__ {ctype} {slot};")
     with em.block("if (tid == 0)"):
-        em.line(f"{slot} = atomicAdd(&{g.name}[{' + '.join(terms)}], ({ctype})({value}));")
+        em.line(f"{slot} = atomicAdd(&{g.name}[{at}], ({ctype})({value}));")
     em.line("__syncthreads();")
     em.line(f"const {ctype} {em.c[inst.out]} = {slot};")
     em.line("__syncthreads();  // every thread has read the slot before it is written again")

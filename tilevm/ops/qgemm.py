@@ -28,9 +28,10 @@ tile of k:
    ``fp16(float32(q - z) * float32(s))``, and ``dot`` accumulates in fp32 with
    mma.sync. Only one step's dequantised registers are live at a time.
 
-The k tiles of a block are ``[split * k_tiles_per_split, ...)``: with more
-than one split (the decode kernel reads the number from its grid, the prefill
-kernel's ``PARTIAL`` says so), blocks write fp32 partial sums to a workspace
+The grid's third dimension splits k: block ``split`` takes k tiles
+``[split * per_split, ...)``. With more than one split (the decode kernel
+reads that from its grid, the prefill kernel's ``PARTIAL`` says so), blocks
+write fp32 partial sums to a workspace
 ``[splits, m, n]`` and count themselves in at their tile's counter
 (``tl.atomic_add``); the last block of a tile to arrive adds the partials in
 split order (the same sum whoever arrives last: deterministic), adds the bias,
@@ -87,11 +88,11 @@ def _load_weights(gw, kt, n_tiles, tile_n, words, layout):
 
 
 @tilevm.func
-def _weight_step(steps, step, s_tile, z_tile, group_rows, wtype, act, layout, zero_offset):
+def _weight_step(steps, step, s_tile, z_tile, group, wtype, act, layout, zero_offset):
     """k step ``step`` of the tile: codes viewed, cast, zero point subtracted, scaled."""
     words = tl.slice(steps, [step, 0], [1, steps.shape[1]])
     w = tl.cast(tl.view(words, wtype, layout), act)
-    g = (step * MMA_K) // group_rows  # the scale row of this step
+    g = (step * MMA_K) // _group_rows(group)  # the scale row of this step
     block_n = layout.shape[1]
     if z_tile is not None:
         w = w - tl.slice(z_tile, [g, 0], [1, block_n])
@@ -154,6 +155,35 @@ def _group_rows(group: int) -> int:
     return TILE_K if group == 0 or group >= TILE_K else group
 
 
+@tilevm.func
+def _block_inputs(x, packed, scales, zeros, m, n, k, n_tiles, words, group):
+    """x, the packed words, the scales and the zeros as global tensors, and the block's k
+    tiles ``[first, last)``: the grid's third dimension splits k (the launch says how many
+    ways)."""
+    k_tiles = (k + TILE_K - 1) // TILE_K
+    per_split = (k_tiles + tl.num_blocks(2) - 1) // tl.num_blocks(2)
+    first = tl.block_idx(2) * per_split
+    last = tl.minimum(first + per_split, k_tiles)
+    groups = 1 if group == 0 else k // group
+    gx = tl.global_view(x, [m, k])
+    gw = tl.global_view(packed, [k_tiles * n_tiles * words], dtype=tilevm.uint32)
+    gs = tl.global_view(scales, [groups, n])
+    gz = tl.global_view(zeros, [groups, n])
+    return gx, gw, gs, gz, first, last
+
+
+@tilevm.func
+def _group_tiles(gs, gz, kt, col, group, block_n, has_zeros):
+    """The scale rows (and zero rows, or None) of k tile ``kt``'s groups."""
+    row = 0 if group == 0 else (kt * TILE_K) // group
+    rows = TILE_K // _group_rows(group)
+    s_tile = tl.load(gs, [row, col], [rows, block_n])
+    z_tile = None
+    if has_zeros:
+        z_tile = tl.load(gz, [row, col], [rows, block_n])
+    return s_tile, z_tile
+
+
 def _make_gemm(act: tilevm.DataType):
     def qgemm(
         x: tilevm.Ptr[act],
@@ -182,17 +212,9 @@ def _make_gemm(act: tilevm.DataType):
         tile_n = tl.block_idx(1) * WARPS
         col = tile_n * TILE_N
         split = tl.block_idx(2)
-        k_tiles = (k + TILE_K - 1) // TILE_K
-        # The grid's third dimension splits k (the launch chooses it, per tile shape).
-        k_tiles_per_split = (k_tiles + tl.num_blocks(2) - 1) // tl.num_blocks(2)
-        first = split * k_tiles_per_split
-        last = tl.minimum(first + k_tiles_per_split, k_tiles)
-        gx = tl.global_view(x, [m, k])
-        gw = tl.global_view(packed, [k_tiles * n_tiles * words], dtype=tilevm.uint32)
-        groups = 1 if GROUP == 0 else k // GROUP
-        gs = tl.global_view(scales, [groups, n])
-        gz = tl.global_view(zeros, [groups, n])
-        group_rows = _group_rows(GROUP)
+        gx, gw, gs, gz, first, last = _block_inputs(
+            x, packed, scales, zeros, m, n, k, n_tiles, words, GROUP
+        )
         word_layout = weight_word_layout(WARPS, WTYPE.nbits)
         # The next tile's weights are in flight while this one computes (the last
         # tile loads itself again, from L1, rather than a tile past the split).
@@ -205,18 +227,14 @@ def _make_gemm(act: tilevm.DataType):
             )
             a = tl.load(gx, [row, kt * TILE_K], [BLOCK_M, TILE_K])
             steps = tl.view(raw, tilevm.uint32, weight_step_layout(WARPS, WTYPE.nbits))
-            group = 0 if GROUP == 0 else (kt * TILE_K) // GROUP
-            s_tile = tl.load(gs, [group, col], [TILE_K // group_rows, block_n])
-            z_tile = None
-            if HAS_ZEROS:
-                z_tile = tl.load(gz, [group, col], [TILE_K // group_rows, block_n])
+            s_tile, z_tile = _group_tiles(gs, gz, kt, col, GROUP, block_n, HAS_ZEROS)
             for step in tl.static_range(STEPS):
                 w = _weight_step(
                     steps,
                     step,
                     s_tile,
                     z_tile,
-                    group_rows,
+                    GROUP,
                     WTYPE,
                     act,
                     step_layout(WARPS),
@@ -246,7 +264,6 @@ def _make_gemm_tc(act: tilevm.DataType):
         n: tilevm.int32,
         k: tilevm.int32,
         n_tiles: tilevm.int32,
-        k_tiles_per_split: tilevm.int32,
         WTYPE: tilevm.constexpr,
         GROUP: tilevm.constexpr,
         BLOCK_M: tilevm.constexpr,
@@ -264,15 +281,9 @@ def _make_gemm_tc(act: tilevm.DataType):
         tile_n = tl.block_idx(1) * WARPS_N
         col = tile_n * TILE_N
         split = tl.block_idx(2)
-        k_tiles = (k + TILE_K - 1) // TILE_K
-        first = split * k_tiles_per_split
-        last = tl.minimum(first + k_tiles_per_split, k_tiles)
-        gx = tl.global_view(x, [m, k])
-        gw = tl.global_view(packed, [k_tiles * n_tiles * words], dtype=tilevm.uint32)
-        groups = 1 if GROUP == 0 else k // GROUP
-        gs = tl.global_view(scales, [groups, n])
-        gz = tl.global_view(zeros, [groups, n])
-        group_rows = _group_rows(GROUP)
+        gx, gw, gs, gz, first, last = _block_inputs(
+            x, packed, scales, zeros, m, n, k, n_tiles, words, GROUP
+        )
         word_layout = weight_word_layout(WARPS_N, WTYPE.nbits, WARPS_M)
         step_words = weight_step_layout(WARPS_N, WTYPE.nbits, WARPS_M)
         b_layout = step_layout(WARPS_N, WARPS_M)
@@ -294,11 +305,7 @@ def _make_gemm_tc(act: tilevm.DataType):
                         gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
                     )
                     steps = tl.view(raw, tilevm.uint32, step_words)
-                    group = 0 if GROUP == 0 else (kt * TILE_K) // GROUP
-                    s_tile = tl.load(gs, [group, col], [TILE_K // group_rows, block_n])
-                    z_tile = None
-                    if HAS_ZEROS:
-                        z_tile = tl.load(gz, [group, col], [TILE_K // group_rows, block_n])
+                    s_tile, z_tile = _group_tiles(gs, gz, kt, col, GROUP, block_n, HAS_ZEROS)
                     tl.copy_async_wait(1)  # tile kt has landed
                     tl.sync()
                     for step in tl.static_range(STEPS):
@@ -307,7 +314,7 @@ def _make_gemm_tc(act: tilevm.DataType):
                             step,
                             s_tile,
                             z_tile,
-                            group_rows,
+                            GROUP,
                             WTYPE,
                             act,
                             b_layout,

@@ -213,31 +213,50 @@ def _run(
     n_tiles = packed.shape[1]
     k_tiles = packed.shape[0]
     mb = -(-m // cfg.block_m)
-    if not cfg.prefill and cfg.k_tiles_per_split != -(-k_tiles // cfg.splits):
+    if cfg.k_tiles_per_split != -(-k_tiles // cfg.splits):
         raise ValueError(
-            f"decode config {cfg}: the kernel splits {k_tiles} k tiles {cfg.splits} ways, "
+            f"config {cfg}: the kernel splits {k_tiles} k tiles {cfg.splits} ways, "
             f"{-(-k_tiles // cfg.splits)} a split; k_tiles_per_split says {cfg.k_tiles_per_split}"
         )
-    if not cfg.prefill and tuned:
-        # Each block width splits k for its own block count.
-        def decode_splits(warps: int) -> int:
-            blocks = mb * -(-n_tiles // warps)
-            return _splits(blocks, k_tiles, False, warps, wtype.nbits, x.device)
+    types = (wtype, 0 if group_size == -1 else group_size)
+    flags = {
+        "HAS_ZEROS": zeros is not None,
+        "ZERO_OFFSET": zero_offset,
+        "HAS_BIAS": bias is not None,
+    }
+    if cfg.prefill:
+        kernel, fixed = GEMM_TC[act], {}
+        flags["PARTIAL"] = cfg.splits > 1
+        tuner = _tuned_prefill(act, cfg.splits > 1) if tuned else None
+        given = {"BLOCK_M": cfg.block_m, "WARPS_M": cfg.warps_m, "WARPS_N": cfg.warps}
+        given["NUM_WARPS"] = cfg.num_warps
 
-        most = max(decode_splits(c["WARPS"]) for c in DECODE_CONFIGS)
+        def grid_of(a):  # a tuned tile shape keeps cfg's splits
+            return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
+
     else:
-        most = cfg.splits
-    # The workspace of partial sums and a counter per output tile (16-row blocks of 64
-    # columns bound every tile shape); without splits the kernels read neither.
+        kernel, fixed = GEMM[act], {"BLOCK_M": cfg.block_m}
+        tuner = _tuned_decode(act) if tuned else None
+        given = {"WARPS": cfg.warps}
+
+        def grid_of(a):  # a tuned block width splits k for its own block count
+            blocks = mb * -(-n_tiles // a["WARPS"])
+            splits = _splits(blocks, k_tiles, False, a["WARPS"], wtype.nbits, x.device)
+            return (mb, -(-n_tiles // a["WARPS"]), splits if tuned else cfg.splits)
+
+    chosen = given if tuner is None else _chosen(tuner, x, m, n, k, types, flags)
+    grids = [grid_of(c) for c in ([chosen] if chosen is not None else tuner.configs)]
+    # The workspace of partial sums and a counter per output tile, for whichever shape runs;
+    # without splits the kernels read neither.
+    most = max(g[2] for g in grids)
     work = torch.empty((most, m, n) if most > 1 else (1,), dtype=torch.float32, device=x.device)
-    counters = _counters(x.device, mb * n_tiles if most > 1 else 1)
-    bias_arg = bias if bias is not None else x  # not read without HAS_BIAS
+    counters = _counters(x.device, max(g[0] * g[1] for g in grids) if most > 1 else 1)
     head = (
         x,
         packed,
         scales,
         zeros if zeros is not None else x,  # not read without HAS_ZEROS
-        bias_arg,
+        bias if bias is not None else x,  # not read without HAS_BIAS
         out,
         work,
         counters,
@@ -246,49 +265,11 @@ def _run(
         k,
         n_tiles,
     )
-    types = (wtype, 0 if group_size == -1 else group_size)
-    flags = {
-        "HAS_ZEROS": zeros is not None,
-        "ZERO_OFFSET": zero_offset,
-        "HAS_BIAS": bias is not None,
-    }
-    if cfg.prefill:
-        partial = cfg.splits > 1
-        flags["PARTIAL"] = partial
-
-        # The tile shape is the autotuner's (or cfg's); the grid follows it, the splits stay.
-        def prefill_grid(a):
-            return (-(-m // a["BLOCK_M"]), -(-n_tiles // a["WARPS_N"]), cfg.splits)
-
-        if tuned:
-            tuner = _tuned_prefill(act, partial)
-            chosen = _chosen(tuner, x, m, n, k, types, flags)
-        else:
-            chosen = {"BLOCK_M": cfg.block_m, "WARPS_M": cfg.warps_m, "WARPS_N": cfg.warps}
-            chosen["NUM_WARPS"] = cfg.num_warps
-        if chosen is None:  # tune (or take the recorded choice), launch, remember
-            tuner[prefill_grid](*head, cfg.k_tiles_per_split, *types, **flags)
-            _remember(tuner, x, m, n, k, types, flags)
-        else:
-            grid = prefill_grid(chosen)
-            GEMM_TC[act][grid](*head, cfg.k_tiles_per_split, *types, **chosen, **flags)
+    if chosen is None:  # tune (or take the recorded choice), launch, remember
+        tuner[grid_of](*head, *types, **fixed, **flags)
+        _remember(tuner, x, m, n, k, types, flags)
     else:
-
-        def decode_grid(a):
-            splits = decode_splits(a["WARPS"]) if tuned else cfg.splits
-            return (mb, -(-n_tiles // a["WARPS"]), splits)
-
-        if tuned:
-            tuner = _tuned_decode(act)
-            chosen = _chosen(tuner, x, m, n, k, types, flags)
-        else:
-            chosen = {"WARPS": cfg.warps}
-        if chosen is None:
-            tuner[decode_grid](*head, *types, BLOCK_M=cfg.block_m, **flags)
-            _remember(tuner, x, m, n, k, types, flags)
-        else:
-            grid = decode_grid(chosen)
-            GEMM[act][grid](*head, *types, BLOCK_M=cfg.block_m, **chosen, **flags)
+        kernel[grid_of(chosen)](*head, *types, **fixed, **chosen, **flags)
     return out
 
 
