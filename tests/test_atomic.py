@@ -77,6 +77,56 @@ def float_counter(c: tilevm.Ptr[tilevm.float32]):
     tl.atomic_add(tl.global_view(c, [4]), [0], 1)
 
 
+@tilevm.kernel
+def float_value(c: tilevm.Ptr[tilevm.int32], f: tilevm.float32):
+    tl.atomic_add(tl.global_view(c, [4]), [0], f)
+
+
+@tilevm.kernel
+def tile_value(c: tilevm.Ptr[tilevm.int32]):
+    tl.atomic_add(tl.global_view(c, [4]), [0], tl.zeros([1], tilevm.int32))
+
+
+@tilevm.kernel
+def two_offsets(c: tilevm.Ptr[tilevm.int32]):
+    tl.atomic_add(tl.global_view(c, [4]), [0, 1], 1)
+
+
+@tilevm.kernel
+def shared_counter(c: tilevm.Ptr[tilevm.int32]):
+    s = tl.alloc_shared(tilevm.int32, [4])
+    tl.atomic_add(s, [0], 1)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "reason", "snippet"),
+    [
+        (
+            float_value,
+            "atomic_add: value must be an integer scalar; got the float32 f",
+            "tl.atomic_add(tl.global_view(c, [4]), [0], f)",
+        ),
+        (
+            tile_value,
+            "atomic_add: value must be an integer scalar; got a tile",
+            "tl.atomic_add(tl.global_view(c, [4]), [0], tl.zeros([1], tilevm.int32))",
+        ),
+        (
+            two_offsets,
+            "atomic_add: expected 1 offsets, one per dimension; got 2",
+            "tl.atomic_add(tl.global_view(c, [4]), [0, 1], 1)",
+        ),
+        (
+            shared_counter,
+            "atomic_add needs a global tensor (global_view); got a shared tensor",
+            "tl.atomic_add(s, [0], 1)",
+        ),
+    ],
+)
+def test_a_bad_atomic_add_is_an_error_at_the_call(kernel, reason, snippet):
+    expect_compile_error(kernel, reason, snippet)
+
+
 def test_atomic_add_wants_an_int32_tensor():
     expect_compile_error(
         float_counter,

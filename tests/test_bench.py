@@ -108,6 +108,23 @@ def test_a_bad_argument_is_a_usage_error_naming_it(argv, message, capsys):
     assert argv[0] in err and message in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--m", "0"], "expected positive ints; got '0'"),
+        (["--n", "-64"], "expected positive ints; got '-64'"),
+        (["--dtype", "float16"], "weights are 1 to 8 bits wide; got float16"),
+        (["--dtype", "int9"], "unknown data type 'int9'"),
+    ],
+)
+def test_a_bad_startup_argument_is_a_usage_error_naming_it(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["bench", "startup", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert argv[0] in err and message in err
+
+
 def test_bench_needs_a_suite(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench"])

@@ -112,7 +112,8 @@ def _group(text: str) -> int:
     return value
 
 
-def _reps(text: str) -> int:
+def positive_int(text: str) -> int:
+    """``"16"`` -> ``16``: one positive int."""
     (value,) = parse_ints(text)
     return value
 
@@ -162,7 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--reps",
-        type=_reps,
+        type=positive_int,
         default=None,
         metavar="N",
         help="timed repetitions per measurement (default: enough for about 100 ms)",

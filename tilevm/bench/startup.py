@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 
+from .gemm import parse_dtypes, positive_int
+
 _CHILD = r"""
 import json, sys, time
 start = time.perf_counter()
@@ -92,12 +94,17 @@ def _child(m: int, n: int, k: int, dtype: str, arch: str, cache: str, cold: bool
     return json.loads(lines[-1].split(" ", 1)[1])
 
 
+def _dtype(text: str) -> str:
+    (name,) = parse_dtypes(text)
+    return name
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dtype", default="int4", help="weight type (default int4)")
-    parser.add_argument("--n", type=int, default=4096, help="out_features N (default 4096)")
-    parser.add_argument("--k", type=int, default=4096, help="in_features K (default 4096)")
+    parser.add_argument("--dtype", type=_dtype, default="int4", help="weight type (default int4)")
+    parser.add_argument("--n", type=positive_int, default=4096, help="out_features N (4096)")
+    parser.add_argument("--k", type=positive_int, default=4096, help="in_features K (4096)")
     parser.add_argument(
-        "--m", type=int, nargs="+", default=[1, 256], help="rows of x, one run each (1 256)"
+        "--m", type=positive_int, nargs="+", default=[1, 256], help="rows of x, a run each (1 256)"
     )
     parser.add_argument("--arch", default="sm_90a", help="target without a GPU (sm_90a)")
 

@@ -184,9 +184,12 @@ class Builder:
         if dst.dtype not in (dtypes.int32, dtypes.uint32):
             raise IRError(f"atomic_add: dst must be an int32 or uint32 tensor; got {dst.dtype}")
         offsets = self._offsets(offsets, dst.rank, "atomic_add")
+        if isinstance(value, RegisterTensor):
+            raise IRError("atomic_add: value must be an integer scalar; got a tile")
         value = as_expr(value, like=Var("_", dst.dtype))
-        if value.dtype.is_float or isinstance(value, RegisterTensor):
-            raise IRError(f"atomic_add: value must be an integer scalar; got {value!r}")
+        if value.dtype.is_float:
+            what = f"the {value.dtype} {value.name}" if isinstance(value, Var) else "a float"
+            raise IRError(f"atomic_add: value must be an integer scalar; got {what}")
         out = Var("old", dst.dtype)
         self.emit(I.AtomicAdd(out, dst, offsets, value))
         return out

@@ -148,7 +148,8 @@ def atomic_add(ctx, dst, offsets, value):
     """Add scalar ``value`` to one element of int32/uint32 global ``dst``, atomically, once for
     the block; every thread gets the element's old value."""
     if not isinstance(dst, GlobalTensor):
-        raise IRError(f"atomic_add needs a global tensor; got {dst!r}")
+        what = "a shared tensor" if isinstance(dst, SharedTensor) else type(dst).__name__
+        raise IRError(f"atomic_add needs a global tensor (global_view); got {what}")
     return ctx.builder.atomic_add(dst, _seq(offsets), value)
 
 
