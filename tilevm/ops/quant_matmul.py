@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .. import dtypes
-from ..autotune import Autotuner
+from ..autotune import Autotuner, enabled, next_power_of_two
 from ..quant import TILE_K, TILE_N, QuantizedWeight
 from .qgemm import GEMM, GEMM_TC
 
@@ -279,8 +279,6 @@ _CHOSEN: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def _chosen_key(tuner: Autotuner, x: torch.Tensor, m, n, k, types, flags) -> tuple[Any, ...]:
-    from ..autotune import enabled, next_power_of_two
-
     sizes = tuple(next_power_of_two(v) for v in (m, n, k))
     return (id(tuner), x.device, enabled(), *sizes, *types, flags["HAS_ZEROS"])
 
