@@ -10,6 +10,8 @@ of the weight tiles the GEMM kernels view.
 
 from __future__ import annotations
 
+import re
+
 import codegen_host
 import numpy as np
 import pytest
@@ -22,7 +24,8 @@ from tilevm.codegen.dequant import pairs_from_words
 from tilevm.codegen.prelude import Prelude
 from tilevm.dtypes import bfloat16, float16
 from tilevm.layouts import local
-from tilevm.ops.qgemm import step_layout, weight_step_layout
+from tilevm.layouts.indexing import local_map
+from tilevm.ops.qgemm import code_step_layout, step_layout, weight_step_layout
 from tilevm.passes.pipeline import run_pipeline
 from tilevm.passes.select_instructions import fast_cast_kind
 
@@ -47,7 +50,8 @@ def test_every_pair_of_codes_at_every_offset_converts_exactly(t, dst):
     if b > room:
         pytest.skip(f"{b}-bit codes take another sequence to {dst}")
     offsets = [(s0, s1) for s0 in range(room + 1 - b) for s1 in range(room + 1 - b)]
-    fn = f"tv_dq_int_{'f16' if dst == float16 else 'bf16'}_at<{b}, {str(signed).lower()}"
+    off = 1 << (b - 1) if signed else 0  # a signed code comes in offset binary: top bit flipped
+    fn = f"tv_dq_int_{'f16' if dst == float16 else 'bf16'}_at<{b}, {off}"
     cases = "\n".join(
         f"    case {i}: out = {fn}, {s0}, {s1}>(in[1]); break;"
         for i, (s0, s1) in enumerate(offsets)
@@ -66,7 +70,8 @@ def test_every_pair_of_codes_at_every_offset_converts_exactly(t, dst):
     for i, (s0, s1) in enumerate(offsets):
         junk = rng.integers(0, 1 << 32, c0.size, dtype=np.uint64).astype(np.uint32)
         mask = ((1 << b) - 1) << s0 | ((1 << b) - 1) << (s1 + 16)
-        word = (junk & ~np.uint32(mask)) | (c0 << s0) | (c1 << (s1 + 16))
+        u0, u1 = c0 ^ np.uint32(off), c1 ^ np.uint32(off)
+        word = (junk & ~np.uint32(mask)) | (u0 << s0) | (u1 << (s1 + 16))
         inputs.append(np.stack([np.full(c0.size, i, np.uint32), word], axis=1))
         want.append(_bits(t, dst, c0) | _bits(t, dst, c1) << 16)
     out = codegen_host.run_words(binary, np.concatenate(inputs).ravel())
@@ -74,11 +79,12 @@ def test_every_pair_of_codes_at_every_offset_converts_exactly(t, dst):
 
 
 def _view_starts(nbits: int, warps: int = 2) -> list[int]:
-    """Bit positions of a k step's codes in a thread's words, as the GEMM's view cuts them."""
+    """Bit positions of a k step's codes in a thread's words, in the mma fragments' register
+    order, as the GEMM's view of the packed words cuts them (the codes' packed order)."""
     words = weight_step_layout(warps, nbits).local_size // 4  # one step's words per thread
-    codes = step_layout(warps).local_size
-    assert words * 32 == codes * nbits
-    return [r * nbits for r in range(codes)]
+    frags, codes = step_layout(warps), code_step_layout(warps, nbits)
+    assert words * 32 == codes.local_size * nbits
+    return [r * nbits for r in local_map(frags, codes, frags.num_threads)]
 
 
 FLOATS = [
@@ -158,18 +164,29 @@ def test_eight_bit_floats_and_floats_to_bfloat16_through_float32_keep_the_generi
     assert pairs_from_words("float_bf16", tilevm.float7_e5m1, "w", [(0, 7)], 1, prelude) is None
 
 
-@pytest.mark.parametrize(
-    ("t", "at_bit_zero"),
-    [("uint1", True), ("int2", True), ("int4", True), ("int3", False), ("int5", False)],
-)
-def test_to_float16_codes_move_to_bit_zero_where_the_shifts_are_shared(t, at_bit_zero):
-    """At bit 0 the conversion is an hadd2 of an immediate; elsewhere its fma needs a constant
-    register per pair. 1, 2 and 4-bit codes pay a few shifts a word for that; 3 and 5-bit
-    codes, whose offsets in a word are nearly all different, do not."""
+@pytest.mark.parametrize("dst", [float16, bfloat16])
+@pytest.mark.parametrize("t", ["uint1", "int2", "int4", "uint4", "int8", "float4_e2m1"])
+def test_where_the_packing_puts_a_pair_in_one_words_halves_no_prmt_is_needed(t, dst):
+    """1, 2, 4 and 8-bit codes are packed with each pair's two codes 16 bits apart in one word
+    (:func:`tilevm.quant.code_layout`): the word's lanes hold them, and at most one shift a
+    word moves the codes that lie too high for the magic number."""
     t = tilevm.dtype(t)
-    chosen = _gemm_pairs(t, float16)[2]
-    assert chosen == _gemm_pairs(t, float16, at_bit_zero)[2]
-    assert all((", 0, 0>(" in e) for e in chosen) == at_bit_zero
+    if fast_cast_kind(t, dst) == "int8_bf16":
+        pytest.skip("8-bit ints to bfloat16 place each byte under a float32 magic")
+    exprs = _gemm_pairs(t, dst)[2]
+    assert exprs is not None and not any("tv_prmt" in e for e in exprs)
+    shifts = {m.group(0) for e in exprs for m in re.finditer(r"tv_shf_r<\d+>\(\(?w\[\d+\]", e)}
+    words = t.nbits  # a k step's words per thread
+    assert len(shifts) <= (1 if dst == float16 else 3) * words
+
+
+def test_a_signed_code_is_read_from_words_with_every_top_bit_flipped():
+    exprs = _gemm_pairs(tilevm.int4, float16)[2]
+    assert all("^ 0x88888888u" in e and "tv_dq_int_f16_at<4, 8," in e for e in exprs)
+    assert all("^ 0x" not in e for e in _gemm_pairs(tilevm.uint4, float16)[2])
+    # 3-bit codes straddle words: each word's flips follow the stream, not the word
+    three = " ".join(_gemm_pairs(tilevm.int3, float16)[2])
+    assert "(w[0] ^ 0x24924924u)" in three and "(w[1] ^ 0x49249249u)" in three
 
 
 @tilevm.kernel(num_warps=1)

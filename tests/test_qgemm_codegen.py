@@ -64,8 +64,11 @@ def test_weights_arrive_in_16_byte_loads_and_feed_the_tensor_cores(compiled, wty
     ptx = compiled[wtype, block_m, "sm_90a"].ptx
     nbits = tilevm.dtype(wtype).nbits
     assert ptx.count("ld.global.v4.u32") + ptx.count("ld.global.nc.v4.u32") >= nbits
-    # 64 deep x 64 wide per warp and step: 4 x 8 mma per 16 rows of the block
-    assert ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 32 * block_m // 16
+    # 64 deep x 64 wide per warp and tile: 4 x 8 mma per 16 rows of the block, and the loop's
+    # body holds two tiles (one per shared buffer of x)
+    assert ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 64 * block_m // 16
+    # x is staged with 16-byte cp.async and read as A fragments with ldmatrix
+    assert "cp.async.cg.shared.global" in ptx and "ldmatrix.sync.aligned.m8n8.x4" in ptx
     if tilevm.dtype(wtype).is_integer:
         assert "lop3.b32" in ptx
     else:
@@ -145,4 +148,5 @@ def test_every_decode_width_the_tuner_tries_compiles_without_spills(wtype, warps
     for target in TARGETS:
         module = compile_kernel(kernel.source, kernel.name, target)
         assert module.report.spill_bytes == 0, (target, module.log)
-        assert module.ptx.count("mma.sync.aligned.m16n8k16") == 32  # 4 k steps x 8 per warp
+        # 4 k steps x 8 per warp and tile, two tiles (x's two shared buffers) in the loop
+        assert module.ptx.count("mma.sync.aligned.m16n8k16") == 64

@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from packing_testing import pack_v1
 
 import tilevm
 from tilevm.layouts import pack_for_layout
@@ -25,6 +26,8 @@ from tilevm.quant import (
     QuantError,
     QuantizedWeight,
     QuantTypeError,
+    code_layout,
+    convert_packed,
     pack_codes,
     packed_shape,
     quantize,
@@ -470,6 +473,66 @@ def test_tile_layout_is_four_by_eight_mma_b_fragments():
 
 
 @pytest.mark.parametrize("nbits", range(1, 9))
+def test_code_layout_reorders_each_threads_fragments_within_each_k_step(nbits):
+    frags, codes = tile_layout().table(), code_layout(nbits).table()  # (thread, register, 2)
+    for step in range(4):  # a step's 32 registers hold the same elements, in another order
+        part = slice(32 * step, 32 * step + 32)
+        for t in range(32):
+            assert sorted(map(tuple, frags[t, part])) == sorted(map(tuple, codes[t, part]))
+
+
+def _pair_bits(nbits):
+    """Per mma lane pair of thread 0 (registers 2p, 2p + 1 of the fragments), the bit positions
+    of its two codes in the thread's packed bit string."""
+    frags, codes = tile_layout().table()[0], code_layout(nbits).table()[0]
+    where = {tuple(c): r for r, c in enumerate(codes)}
+    return [tuple(where[tuple(frags[2 * p + q])] * nbits for q in (0, 1)) for p in range(64)]
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4, 8])
+def test_where_the_width_allows_each_pair_sits_in_the_two_halves_of_one_word(nbits):
+    for p0, p1 in _pair_bits(nbits):
+        assert p1 - p0 == 16 and (p0 // 32, p0 % 32 < 16) == (p1 // 32, True)
+
+
+def test_the_module_docs_worked_example_of_the_int4_code_order():
+    codes = code_layout(4).table()[0]
+    assert [tuple(int(v) for v in codes[r]) for r in range(8)] == [
+        (0, 0),
+        (0, 8),
+        (0, 16),
+        (0, 24),
+        (1, 0),
+        (1, 8),
+        (1, 16),
+        (1, 24),
+    ]
+    assert _pair_bits(4)[0] == (0, 16)
+    assert code_layout(4, "tile64x64.v1") == tile_layout()
+    with pytest.raises(tilevm.PackError, match="format must be one of"):
+        code_layout(4, "tile64x64.v9")
+
+
+@pytest.mark.parametrize("nbits", [1, 3, 4, 8])
+def test_weights_packed_in_the_v1_order_convert_to_the_current_one(nbits):
+    n, k = 70, 130
+    codes = torch.from_numpy(np.random.default_rng(nbits).integers(0, 2**nbits, (n, k)))
+    v1 = pack_v1(codes, nbits)
+    assert torch.equal(unpack_codes(v1, nbits, n, k, "tile64x64.v1"), codes.to(torch.uint8))
+    current = pack_codes(codes, nbits)
+    assert torch.equal(convert_packed(v1, nbits, n, k, "tile64x64.v1"), current)
+    assert convert_packed(current, nbits, n, k, FORMAT) is current
+
+
+def test_a_state_dict_saved_in_the_v1_order_loads_packed_anew():
+    qw = quantized(tilevm.int3, False, 64, torch.bfloat16)
+    v1 = pack_v1(unpack_codes(qw.packed, 3, *qw.shape), 3)
+    state = {**qw.state_dict(), "packed": v1, "format": "tile64x64.v1"}
+    loaded = QuantizedWeight.from_state_dict(state)
+    assert loaded.format == FORMAT and loaded.equal(qw)
+
+
+@pytest.mark.parametrize("nbits", range(1, 9))
 def test_pack_codes_equals_pack_for_layout_tile_by_tile(nbits):
     n, k = 131, 77  # padded to 192 x 128
     rng = np.random.default_rng(nbits)
@@ -482,7 +545,7 @@ def test_pack_codes_equals_pack_for_layout_tile_by_tile(nbits):
         for j in range(3):
             tile = b[64 * i : 64 * i + 64, 64 * j : 64 * j + 64]
             np.testing.assert_array_equal(
-                packed[i, j].numpy(), pack_for_layout(tile, tile_layout(), nbits)
+                packed[i, j].numpy(), pack_for_layout(tile, code_layout(nbits), nbits)
             )
     np.testing.assert_array_equal(unpack_codes(packed, nbits, n, k).numpy(), codes)
     # the padding holds the code of 0

@@ -7,11 +7,12 @@ import warnings
 
 import pytest
 import torch
+from packing_testing import pack_v1
 from torch import nn
 
 import tilevm
 from tilevm.nn import QuantLinear, quantize_model
-from tilevm.quant import QuantError, QuantizedWeight, QuantTypeError, quantize
+from tilevm.quant import QuantError, QuantizedWeight, QuantTypeError, quantize, unpack_codes
 
 
 def _linear(k: int = 256, n: int = 96, bias: bool = True, dtype=torch.float32) -> nn.Linear:
@@ -115,11 +116,23 @@ def test_from_quantized_wraps_imported_codes():
 def test_state_dict_round_trips_into_a_fresh_layer(dtype, zero_point, group_size):
     layer = QuantLinear.from_linear(_linear(), dtype, group_size, zero_point)
     state = _round_trip(layer.state_dict())
-    assert state["_extra_state"]["format"] == "tile64x64.v1"
+    assert state["_extra_state"]["format"] == "tile64x64.v2"
     fresh = QuantLinear(256, 96, dtype, group_size, zero_point=zero_point)
     fresh.load_state_dict(state)
     assert fresh.qweight.equal(layer.qweight)
     assert torch.equal(fresh.bias, layer.bias)
+
+
+def test_a_checkpoint_in_the_v1_packed_order_loads_packed_anew():
+    layer = QuantLinear.from_linear(_linear(), "int4", 128)
+    state = layer.state_dict()
+    n, k = layer.out_features, layer.in_features
+    v1 = pack_v1(unpack_codes(state["packed"], 4, n, k), 4)
+    extra = {**state["_extra_state"], "format": "tile64x64.v1"}
+    state = {**state, "packed": v1, "_extra_state": extra}
+    fresh = QuantLinear(k, n, "int4", 128)
+    fresh.load_state_dict(state)
+    assert fresh.qweight.equal(layer.qweight)
 
 
 def test_a_whole_module_round_trips_through_torch_save():

@@ -95,32 +95,42 @@ so the PTX for sm_80 never names the instruction ptxas would reject there.
 Codes straight from packed words. The sequences above take each code in its
 own register, which the view of packed words first cuts out (a shift and a
 mask a code). Where a cast's source is such a view of 32-bit words, the CUDA
-emitter skips that: for each pair of codes one ``prmt`` copies the bytes that
-hold them into the two lanes of a word, the code S bits up in its lane, and
-``tv_dq_*_at`` masks and converts in place (:func:`pair_from_words`). For
-ints the magic number works at any S with S + B within the mantissa (10 bits
-for float16, 7 for bfloat16): the lane is 1024 + u 2^S and one fma by 2^-S
-and -(2^(10 - S) + offset) leaves the value exactly. A code higher in its
-byte, and every small float (whose fields must start at bit 0), comes from a
-funnel shift of its word and the next instead, one ``shf`` for all codes of
-the word at that shift. Worked for int4 to float16, word 0x0000_00B5 (codes
-5 and -5 in the low byte; 13 and 3 in offset binary):
+emitter skips that and reads each pair of codes from the words
+(:func:`pairs_from_words`). The packed order (:mod:`tilevm.quant.packing`)
+puts the two codes of a pair 16 bits apart for most widths: code 0 in a
+word's low half, code 1 in its high half, so the word's lanes already hold
+them, S bits up. Any other pair gets one ``prmt`` that copies the bytes
+holding its codes into the two lanes. A signed code is read with every top
+bit of its word flipped, once a word (offset binary u = q + 2^(B-1)).
 
-1. ``prmt`` copies byte 0 into both lanes: 0x00B5_00B5 (S0 = 0, S1 = 4);
-2. ``lop3 (w & 0x00F0_000F) ^ 0x6480_6408``: 0x6430_640D, the lanes
-   1024 + 13 and 1024 + 3 * 16;
-3. ``fma.rn.f16x2`` by (1, 2^-4) plus (-(1024 + 8), -(64 + 8)): 0xC500_4500,
-   the lanes 5.0 and -5.0.
+For ints the magic number then works at any S with S + B within the mantissa
+(10 bits for float16, 7 for bfloat16): one ``lop3`` ``K & (0xFC00FC00 | w)``,
+with the immediate K = code mask | the exponent of 2^(10 - S), keeps the
+lane's code bits under that exponent, so the lane is 2^(10 - S) + u (bit S
+weighs 1), and one ``add.f16x2`` of the immediate -(2^(10 - S) + offset)
+leaves the value exactly. The register constant is the same for every pair,
+so nothing is rematerialised per pair. A code that lies too high for the
+mantissa comes from a funnel shift of its word (one ``shf`` moves both lanes;
+the fewest shifts that serve every pair of a word are chosen). Worked for
+int4 to float16, word 0x0000_500B (codes -5 and 5 at bits 0 and 12 of the
+low half: two pairs' low lanes; their high lanes are 0):
 
-A pair whose codes are not at bit 0 costs ptxas a constant register for its
-2^-S (it rematerialises one per pair), so for each cast both plans, codes in
-place and every code shifted to bit 0, are priced and the cheaper kept: 1, 2
-and 4-bit codes shift (a few ``shf`` a word, then an ``hadd2`` of an
-immediate), 3, 5, 6 and 7-bit ones mostly stay.
+1. flip the top bits, ``w ^ 0x8888_8888``: 0x8888_D883, offset binary
+   3 (= -5 + 8) at bit 0 and 5 + 8 = 13 at bit 12;
+2. the first pair (S = 0): ``lop3`` with K = 0x640F_640F gives 0x6408_6403,
+   the lanes 1024 + 8 and 1024 + 3; ``add.f16x2`` of -(1024 + 8) gives
+   0x0000_C500, the lanes 0.0 and -5.0;
+3. the second pair (S = 12 is too high: shifted right by 8, S = 4) gives
+   1024 / 16 + 13 = 77 in its low lane, minus (64 + 8): 5.0.
 
-In the decode GEMM's main loop this cut the SASS of one 64 x 64 tile a warp
-(32 of them HMMA) from 586 to 383 instructions for int4, 548 to 452 for int7,
-536 to 360 for uint8 and 695 to 561 for float4_e2m1 (NVRTC 13, sm_90a).
+Per pair that is 2 instructions (3 with a ``prmt``), plus a shift and a flip
+now and then; the generic path first cuts each code out of the words (about
+7). Before the packed order and the per-S magic, every pair took a ``prmt``
+and a pair whose codes were not at bit 0 an fma with a constant register.
+In the decode GEMM's compute (the blocks holding its 32 HMMA a 64 x 64 tile
+and warp; NVRTC 13, sm_90a, float16) that cut the SASS from 342 to 254
+instructions for uint1, 338 to 266 for int2, 386 to 324 for int3, 328 to 280
+for int4 and 519 to 455 for float4_e2m1.
 
 The sequences are C++ templates over a few primitives, ``tv_prmt``,
 ``tv_lop3``, the packed half operations, ``tv_fmul_rn`` and
@@ -130,6 +140,8 @@ of every type against ``DataType.decode``, in both branches.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..dtypes import DataType, is_f16
 from ..passes.select_instructions import KINDS, fast_cast_kind
@@ -280,22 +292,20 @@ template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_f16(tv_u32 c0, tv_u32 c1) {
   while (n >> (e + 1)) ++e;
   return (tv_u32)(e + 15) << 10 | ((n << (10 - e)) & 0x3FFu);
 }}
-// B-bit ints straight from packed words: w (one prmt of them) has code 0 at bit S0 of lane 0
-// and code 1 at bit S1 of lane 1 (S + B <= 10), other bits anything. Masked under the magic
-// (sign bit flipped for a signed code) a lane is 1024 + u 2^S; one fma by 2^-S and
-// -(2^(10 - S) + offset) leaves the value, exactly: the product is exact, the sum an integer.
-template <int B, bool SIGNED, int S0, int S1> {_FN} tv_u32 tv_dq_int_f16_at(tv_u32 w) {{
+// B-bit ints straight from packed words: w has code 0 at bit S0 of lane 0 and code 1 at bit S1
+// of lane 1 (S + B <= 10), as unsigned codes u (a signed code's sign bit flipped, which the
+// caller does a word at a time: offset binary, value u - OFF), other bits anything. One lop3
+// K & (0xFC00FC00 | w), K the immediate mask | magic, keeps the code's bits under an exponent of
+// 10 - S: the lane is 2^(10 - S) + u (bit S weighs 1), and the register constant is the same for
+// every pair. Adding -(2^(10 - S) + OFF), an immediate, leaves the value exactly (all terms are
+// integers below 2048).
+template <int B, int OFF, int S0, int S1> {_FN} tv_u32 tv_dq_int_f16_at(tv_u32 w) {{
   static_assert(S0 + B <= 10 && S1 + B <= 10, "each code must lie in its lane's mantissa");
-  constexpr tv_u32 OFF = SIGNED ? 1u << (B - 1) : 0u;
   constexpr tv_u32 CODE = (1u << B) - 1;
-  constexpr tv_u32 MASK = CODE << S0 | CODE << (S1 + 16);
-  constexpr tv_u32 MAGIC = (0x6400u | OFF << S0) | (0x6400u | OFF << S1) << 16;
-  constexpr tv_u32 SCALE = (15u - S0) << 10 | (15u - S1) << 26;
+  constexpr tv_u32 K = (CODE << S0 | (25u - S0) << 10) | (CODE << S1 | (25u - S1) << 10) << 16;
   constexpr tv_u32 BIAS = 0x80008000u | tv_f16_int_bits((1024u >> S0) + OFF) |
                           tv_f16_int_bits((1024u >> S1) + OFF) << 16;
-  const tv_u32 h = tv_lop3<0x6A>(w, MASK, MAGIC);
-  if constexpr (S0 == 0 && S1 == 0) return tv_hsub2(h, MAGIC);  // no constant register
-  return tv_hfma2(h, SCALE, BIAS);
+  return tv_hadd2(tv_lop3<0xC8>(w, K, 0xFC00FC00u), BIAS);  // 0xC8: b & (c | a)
 }}
 // B <= 7 bit ints to bfloat16: lane 0x4300 | u is 128 + u; h * 1 - (128 + offset).
 template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_bf16(tv_u32 c0, tv_u32 c1) {{
@@ -311,17 +321,14 @@ template <int B, bool SIGNED> {_FN} tv_u32 tv_dq_int_bf16(tv_u32 c0, tv_u32 c1) 
   while (n >> (e + 1)) ++e;
   return (tv_u32)(e + 127) << 7 | ((n << (7 - e)) & 0x7Fu);
 }}
-// tv_dq_int_f16_at's bfloat16 twin (S + B <= 7): lanes 128 + u 2^S, one fma.rn.bf16x2.
-template <int B, bool SIGNED, int S0, int S1> {_FN} tv_u32 tv_dq_int_bf16_at(tv_u32 w) {{
+// tv_dq_int_f16_at's bfloat16 twin (S + B <= 7): lanes 2^(7 - S) + u, h * 1 - (2^(7 - S) + OFF).
+template <int B, int OFF, int S0, int S1> {_FN} tv_u32 tv_dq_int_bf16_at(tv_u32 w) {{
   static_assert(S0 + B <= 7 && S1 + B <= 7, "each code must lie in its lane's mantissa");
-  constexpr tv_u32 OFF = SIGNED ? 1u << (B - 1) : 0u;
   constexpr tv_u32 CODE = (1u << B) - 1;
-  constexpr tv_u32 MASK = CODE << S0 | CODE << (S1 + 16);
-  constexpr tv_u32 MAGIC = (0x4300u | OFF << S0) | (0x4300u | OFF << S1) << 16;
-  constexpr tv_u32 SCALE = (127u - S0) << 7 | (127u - S1) << 23;
+  constexpr tv_u32 K = (CODE << S0 | (134u - S0) << 7) | (CODE << S1 | (134u - S1) << 7) << 16;
   constexpr tv_u32 BIAS = 0x80008000u | tv_bf16_int_bits((128u >> S0) + OFF) |
                           tv_bf16_int_bits((128u >> S1) + OFF) << 16;
-  return tv_bfma2(tv_lop3<0x6A>(w, MASK, MAGIC), SCALE, BIAS);
+  return tv_bfma2(tv_lop3<0xC8>(w, K, 0xFF80FF80u), 0x3F803F80u, BIAS);
 }}
 // 8-bit ints to bfloat16 through float32: 0x4B000000 | u is 2^23 + u; the difference is a small
 // integer, so its upper half is exact.
@@ -385,10 +392,11 @@ template <int E, int M, int SPECIAL, bool CVT = TV_F8_CVT>
   const tv_u32 w = PRE ? tv_prmt<0x4501>(c0, c1) : tv_prmt<0x5410>(c0, c1);
   return tv_dq_float_f16_lanes<E, M, SPECIAL, PRE>(w);
 }}
-// Small float codes straight from packed words: w (one prmt of them) has the codes at bit 0 of
-// its lanes, other bits anything; one lop3 clears those.
-template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_f16_at(tv_u32 w) {{
-  return tv_dq_float_f16_lanes<E, M, SPECIAL, 0>(w & ((1u << (1 + E + M)) - 1) * 0x10001u);
+// Small float codes straight from packed words: w has the codes PRE bits up in both lanes
+// (PRE <= 10 - M), other bits anything; one lop3 clears those.
+template <int E, int M, int SPECIAL, int PRE = 0> {_FN} tv_u32 tv_dq_float_f16_at(tv_u32 w) {{
+  constexpr tv_u32 CODES = (((1u << (1 + E + M)) - 1) << PRE) * 0x10001u;
+  return tv_dq_float_f16_lanes<E, M, SPECIAL, PRE>(w & CODES);
 }}
 // Small floats whose values float16 holds, to bfloat16: widen both lanes exactly, keep the tops.
 template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_bf16_via_f16(tv_u32 c0, tv_u32 c1) {{
@@ -397,8 +405,9 @@ template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_bf16_via_f16(tv_u3
   return tv_prmt<0x7632>(__float_as_uint(f0), __float_as_uint(f1));
 }}
 // The same from packed words (tv_dq_float_f16_at's w).
-template <int E, int M, int SPECIAL> {_FN} tv_u32 tv_dq_float_bf16_via_f16_at(tv_u32 w) {{
-  const tv_u32 h = tv_dq_float_f16_at<E, M, SPECIAL>(w);
+template <int E, int M, int SPECIAL, int PRE = 0>
+{_FN} tv_u32 tv_dq_float_bf16_via_f16_at(tv_u32 w) {{
+  const tv_u32 h = tv_dq_float_f16_at<E, M, SPECIAL, PRE>(w);
   const float f0 = tv_f16_to_f32((tv_f16)h), f1 = tv_f16_to_f32((tv_f16)(h >> 16));
   return tv_prmt<0x7632>(__float_as_uint(f0), __float_as_uint(f1));
 }}
@@ -446,44 +455,132 @@ template <int OP> {_FN} tv_u32 tv_bf2_arith(tv_u32 a, tv_u32 b) {{
 
 
 # What each sequence that reads codes straight from packed words allows: the highest bit a code
-# may reach in its lane (S + B), and whether the codes must sit at bit 0.
+# may reach in its lane (S + B; for small floats S + M, the shift that places them), and
+# whether a code must sit at bit 0 when a prmt builds its lane.
 _FROM_WORDS = {
     "int8_bf16": (8, True),
     "int_f16": (10, False),
     "int_bf16": (7, False),
-    "float_f16": (16, True),
-    "float_bf16_via_f16": (16, True),
+    "float_f16": (10, True),
+    "float_bf16_via_f16": (10, True),
 }
 
 
-def _plan_pair(starts, b, limit, at_zero, words, num_words):
-    """(sources, lanes) for one pair, or None: lanes are (source index, first byte, S)."""
+@dataclass(frozen=True)
+class _PairPlan:
+    """Where one pair's lanes come from: ``sources`` (C texts of 32-bit words) and, per lane,
+    ``(source index, first byte, S)``; ``in_lanes``: the one source already holds code 0 in
+    its low half and code 1 in its high half, S bits up in each (no ``prmt``)."""
+
+    sources: tuple[str, ...]
+    lanes: tuple[tuple[int, int, int], ...]
+    in_lanes: bool = False
+
+
+def _word(words: str, word: int, num_words: int, flips: int) -> str:
+    """Word ``word`` of the thread's words (the last one past the end), every code's top bit
+    flipped when ``flips`` (the code width of a signed type) is given: offset binary."""
+    word = min(word, num_words - 1)
+    if not flips:
+        return f"{words}[{word}]"
+    # (codes straddle words when 32 is no multiple of b: positions count from the stream start)
+    tops = sum(
+        1 << (p - 32 * word)
+        for p in range(flips - 1, 32 * num_words, flips)
+        if 32 * word <= p < 32 * word + 32
+    )
+    return f"({words}[{word}] ^ 0x{tops:08X}u)"
+
+
+def _shift(words: str, word: int, bits: int, num_words: int, flips: int = 0) -> str:
+    """Bits ``bits ... bits + 31`` of the thread's bit string from word ``word`` on."""
+    lo = _word(words, word, num_words, flips)
+    if not bits:
+        return lo
+    return f"tv_shf_r<{bits}>({lo}, {_word(words, word + 1, num_words, flips)})"
+
+
+def _lane_shifts(starts, src: DataType, limit: int, zero: bool) -> tuple[int, int, int] | None:
+    """For a pair whose codes share a word, code 0 in the low half and code 1 in the high half,
+    ``(word, lowest, highest)``: the right shifts of the word (one ``shf`` for both lanes) that
+    leave each code low enough in its lane (at bit 0 for the ``zero`` plan). None otherwise."""
+    (w0, o0), (w1, o1) = (divmod(p, 32) for p in starts)
+    b = src.nbits
+    if w0 != w1 or o0 + b > 16 or o1 < 16 or o1 + b > 32:
+        return None
+    s0, s1 = o0, o1 - 16
+    if src.is_float:  # one shift places both lanes, so the codes sit equally high
+        assert src.mantissa_bits is not None
+        lowest = max(0, s0 - (10 - src.mantissa_bits))  # the placing shift allows S <= 10 - M
+        return (w0, lowest, s0) if s0 == s1 else None
+    if zero:
+        return (w0, s0, s0) if s0 == s1 else None
+    return w0, max(0, max(s0, s1) + b - limit), min(s0, s1)
+
+
+def _stab(intervals: list[tuple[int, int]]) -> list[int]:
+    """The fewest points that fall in every closed interval (the greedy by right ends)."""
+    points: list[int] = []
+    for lo, hi in sorted(intervals, key=lambda iv: iv[1]):
+        if not points or points[-1] < lo:
+            points.append(hi)
+    return points
+
+
+def _plan_pairs(pairs, src: DataType, kind, at_zero, words, num_words) -> list[_PairPlan | None]:
+    """Each pair's plan. A pair whose codes share a word's two halves (:func:`_lane_shifts`)
+    reads them from that word's lanes, shifted by one of the fewest shifts a word that serve
+    all such pairs of it; any other pair gets the bytes that hold its codes copied into the
+    lanes by one ``prmt`` from at most two sources. A signed code is read from its words with
+    every top bit flipped (offset binary)."""
+    limit = _FROM_WORDS[kind][0]
+    flips = src.nbits if src.kind == "int" else 0
+    # (the 8-bit ints to bfloat16 place each byte under a float32 magic by themselves)
+    spans = [None if kind == "int8_bf16" else _lane_shifts(p, src, limit, at_zero) for p in pairs]
+    spans = [s if s is not None and s[1] <= s[2] else None for s in spans]
+    chosen = {
+        word: _stab([(lo, hi) for w, lo, hi in filter(None, spans) if w == word])
+        for word in {s[0] for s in spans if s is not None}
+    }
+    plans: list[_PairPlan | None] = []
+    for starts, span in zip(pairs, spans):
+        if span is not None:
+            word, lo, hi = span
+            shift = next(p for p in chosen[word] if lo <= p <= hi)
+            (_, o0), (_, o1) = (divmod(p, 32) for p in starts)
+            source = _shift(words, word, shift, num_words, flips)
+            lanes = ((0, 0, o0 - shift), (0, 0, o1 - 16 - shift))
+            plans.append(_PairPlan((source,), lanes, True))
+            continue
+        plans.append(_prmt_plan(starts, src.nbits, limit, at_zero, words, num_words, flips))
+    return plans
+
+
+def _prmt_plan(starts, b, limit, at_zero, words, num_words, flips) -> _PairPlan | None:
+    """The bytes holding the pair's codes, for one ``prmt`` from at most two sources: the words,
+    or funnel shifts of them where a code lies too high in its byte (to bit 0 of a byte)."""
     sources: list[str] = []
     lanes = []
     for p in starts:
         word, offset = divmod(p, 32)
         byte, bit = divmod(offset, 8)
-        nxt = f"{words}[{min(word + 1, num_words - 1)}]"
         if (bit == 0 or not at_zero) and bit + b <= limit and offset + b <= 32:
-            text = f"{words}[{word}]"
+            text = _shift(words, word, 0, num_words, flips)
         else:  # move the code to bit 0 of a byte of the shifted word
-            text, bit = f"tv_shf_r<{bit}>({words}[{word}], {nxt})", 0
+            text, bit = _shift(words, word, bit, num_words, flips), 0
         if text not in sources:
             sources.append(text)
         lanes.append((sources.index(text), byte, bit))
-    return None if len(sources) > 2 else (sources, lanes)
+    return None if len(sources) > 2 else _PairPlan(tuple(sources), tuple(lanes))
 
 
-def _plan_cost(kind: str, plans) -> float:
-    """Instructions beyond the 3 a pair always takes: one ``shf`` per distinct shifted source
-    and, to float16, one constant register (rematerialised per pair) for a pair whose codes
-    are not at bit 0 (the fma takes 2^-S from a register; at bit 0 it is an ``hadd2`` of an
-    immediate)."""
+def _plan_cost(plans: list[_PairPlan | None]) -> float:
+    """Instructions beyond the 2 a pair always takes (mask, then one float add or fma): one
+    ``prmt`` a pair not in its word's lanes, one ``shf`` a distinct shifted source."""
     if any(p is None for p in plans):
         return float("inf")
-    shifted = {t for sources, _ in plans for t in sources if t.startswith("tv_shf_r")}
-    scaled = sum(any(s for _, _, s in lanes) for _, lanes in plans) if kind == "int_f16" else 0
-    return len(shifted) + scaled
+    shifted = {t for p in plans for t in p.sources if t.startswith("tv_shf_r")}  # type: ignore[union-attr]
+    return len(shifted) + sum(not p.in_lanes for p in plans)  # type: ignore[union-attr]
 
 
 def pairs_from_words(
@@ -499,60 +596,68 @@ def pairs_from_words(
 
     ``pairs`` holds each pair's bit positions in the thread's bit string (word
     i holds bits ``32 i ... 32 i + 31``; ``words`` is the C array of its
-    ``num_words`` words). A code comes from its own word when it sits low
-    enough in its byte for the sequence (``S + B`` within the lane's
-    mantissa; bit 0 for small floats), or from a funnel shift of its word and
-    the next that moves it to bit 0 of a byte (one ``shf`` serves every code
-    of that word at that shift); for ints both plans are priced
-    (:func:`_plan_cost`) and the cheaper taken. One ``prmt`` then puts each
-    code's bytes into its lane and the ``*_at`` sequence masks and converts:
-    for ints 3 instructions a pair (the generic path first cuts each code out
-    of the words: about 7). None for the sequences that cannot (8-bit floats,
-    the small floats that go to bfloat16 through float32).
-    ``at_bit_zero`` forces one plan for ints (True: every code shifted to bit
-    0 of a byte; False: codes stay in their bytes where they fit).
+    ``num_words`` words). Where a pair's codes share a word, code 0 in its low
+    half and code 1 in its high half (how :mod:`tilevm.quant.packing` lays out
+    most widths), the word's lanes already hold them: it is taken as it is, or
+    shifted right where a code lies too high (one ``shf`` serves every pair of
+    that word at that shift). Any other pair gets one ``prmt`` that copies the
+    bytes holding its codes into the two lanes, from the words or from funnel
+    shifts of them. The ``*_at`` sequence then masks and converts: for ints 2
+    instructions a pair, 3 with the ``prmt`` (the generic path first cuts each
+    code out of the words: about 7). For ints two plans are priced
+    (:func:`_plan_cost`) and the cheaper taken: codes where they lie, or moved
+    to bit 0 (``at_bit_zero`` forces one: True, every code at bit 0 of its
+    lane or byte; False, codes stay where they fit). None for the sequences
+    that cannot (8-bit floats, the small floats that go to bfloat16 through
+    float32).
     """
     if kind not in _FROM_WORDS or (src.is_float and src.nbits == 8):
         return None
-    limit, at_zero = _FROM_WORDS[kind]
-    b = src.nbits
+    at_zero = _FROM_WORDS[kind][1]
     options = [True] if at_zero else [False, True] if at_bit_zero is None else [at_bit_zero]
     plans = min(
-        ([_plan_pair(p, b, limit, zero, words, num_words) for p in pairs] for zero in options),
-        key=lambda plans: _plan_cost(kind, plans),
+        (_plan_pairs(pairs, src, kind, zero, words, num_words) for zero in options),
+        key=_plan_cost,
     )
     if any(p is None for p in plans):
         return None
     pre.use("dequant")
+    b = src.nbits
     if kind == "int8_bf16":  # a whole byte a value: each lane from its own source word
         signed = src.kind == "int"
         out = []
-        for sources, lanes in plans:
-            texts = [sources[i] for i, _, _ in lanes]
-            if signed:  # offset binary: every byte of the word XOR 0x80, once a word
-                texts = [f"({t} ^ 0x80808080u)" for t in texts]
-            j0, j1 = (byte for _, byte, _ in lanes)
+        for plan in plans:
+            assert plan is not None and not plan.in_lanes
+            texts = [plan.sources[i] for i, _, _ in plan.lanes]
+            j0, j1 = (byte for _, byte, _ in plan.lanes)
             out.append(
                 f"tv_dq_int8_bf16_at<{str(signed).lower()}, {j0}, {j1}>({texts[0]}, {texts[1]})"
             )
         return out
     out = []
-    for sources, lanes in plans:
-        sel = 0
-        for i, (source, byte, bit) in enumerate(lanes):
-            low = 4 * source + byte
-            high = low + 1 if bit + b > 8 else low  # the next byte only when the code reaches it
-            sel |= (low | high << 4) << (8 * i)
-        word = f"tv_prmt<0x{sel:04X}>({sources[0]}, {sources[-1]})"
+    for plan in plans:
+        assert plan is not None
+        if plan.in_lanes:
+            word = plan.sources[0]
+        else:
+            sel = 0
+            for i, (source, byte, bit) in enumerate(plan.lanes):
+                low = 4 * source + byte
+                high = (
+                    low + 1 if bit + b > 8 else low
+                )  # the next byte only when the code reaches it
+                sel |= (low | high << 4) << (8 * i)
+            word = f"tv_prmt<0x{sel:04X}>({plan.sources[0]}, {plan.sources[-1]})"
+        s0, s1 = (bit for _, _, bit in plan.lanes)
         if src.is_float:
             assert src.exponent_bits is not None and src.mantissa_bits is not None
             special = 2 if src.has_inf else 1 if src.has_nan else 0
             args = f"{src.exponent_bits}, {src.mantissa_bits}, {special}"
-            out.append(f"tv_dq_{kind}_at<{args}>({word})")
+            out.append(f"tv_dq_{kind}_at<{args}{f', {s0}' if s0 else ''}>({word})")
         else:
-            signed = "true" if src.kind == "int" else "false"
+            off = 1 << (b - 1) if src.kind == "int" else 0  # the words came flipped
             fn = "tv_dq_int_f16_at" if kind == "int_f16" else "tv_dq_int_bf16_at"
-            out.append(f"{fn}<{b}, {signed}, {lanes[0][2]}, {lanes[1][2]}>({word})")
+            out.append(f"{fn}<{b}, {off}, {s0}, {s1}>({word})")
     return out
 
 

@@ -26,7 +26,15 @@ import torch
 from torch import nn
 
 from ..dtypes import DataType
-from ..quant import FORMAT, QuantizedWeight, pack_codes, packed_shape, quantize
+from ..quant import (
+    FORMAT,
+    FORMATS,
+    QuantizedWeight,
+    convert_packed,
+    pack_codes,
+    packed_shape,
+    quantize,
+)
 from ..quant.weight import (
     QuantError,
     QuantTypeError,
@@ -210,10 +218,10 @@ class QuantLinear(nn.Module):
                 f"{where}: the extra state must be a dict with the keys "
                 f"{', '.join(_META_KEYS)}; got {state!r}"
             )
-        if state["format"] != FORMAT:
+        if state["format"] not in FORMATS:
             raise QuantError(
                 f"{where}: unsupported packing format {state['format']!r}; this tilevm reads "
-                f"{FORMAT!r}"
+                f"{', '.join(map(repr, FORMATS))}"
             )
         t = _low_bit_dtype(state["dtype"], where)
         theirs = (t, state["out_features"], state["in_features"], state["group_size"])
@@ -235,6 +243,13 @@ class QuantLinear(nn.Module):
             zero_offset=state["zero_offset"],
             where=where,
         ).zero_offset
+        # The buffers are loaded before the extra state: an older order is packed anew in place.
+        with torch.no_grad():
+            self.packed.copy_(
+                convert_packed(
+                    self.packed, t.nbits, self.out_features, self.in_features, state["format"]
+                )
+            )
 
     def extra_repr(self) -> str:
         scale = str(self.scale_dtype).removeprefix("torch.")

@@ -1,33 +1,35 @@
 """The low-bit GEMM kernels behind :func:`tilevm.ops.quant_matmul`, in tilevm's own language.
 
 ``y[m, n] = sum_k x[m, k] * w[n, k]`` with ``w`` the dequantised weight of a
-:class:`~tilevm.quant.QuantizedWeight` (packing "tile64x64.v1": 64 x 64
+:class:`~tilevm.quant.QuantizedWeight` (packing "tile64x64.v2": 64 x 64
 tiles of codes, k tiles outer, each tile's bytes in the order of one warp's
 mma.sync B fragments; see :mod:`tilevm.quant.packing`).
 
-Two GEMM kernels share the weight path. A block computes ``BLOCK_M`` rows by
-``64 * WARPS_N`` columns; its warps form a ``WARPS_M x WARPS_N`` grid and
-warp ``(i, j)`` owns the 64 columns of weight tile ``tile_n + j`` (the
-``WARPS_M`` warps of a column load and dequantise the same tile). Per 64-deep
-tile of k:
+Two GEMM kernels share one main loop (:func:`_main_loop`). A block computes
+``BLOCK_M`` rows by ``64 * WARPS_N`` columns; its warps form a
+``WARPS_M x WARPS_N`` grid and warp ``(i, j)`` owns the 64 columns of weight
+tile ``tile_n + j`` (the ``WARPS_M`` warps of a column load and dequantise the
+same tile). Per 64-deep tile of k:
 
 1. each thread's ``16 * b`` bytes of the *next* tile are requested (``b``
    16-byte loads of 32-bit words, :func:`weight_word_layout`; the bytes arrive
    in fragment order, so no shuffles and no shared memory), so that they are
    in flight while this tile computes;
-2. x's ``BLOCK_M x 64`` tile is at hand: :data:`GEMM` (decode, one warp row)
-   loads it into registers; :data:`GEMM_TC` (prefill) has copied it into
-   shared memory with ``cp.async`` one tile ahead (two buffers) and reads each
-   k step's ``BLOCK_M x 16`` with ``ldmatrix``;
+2. x's ``BLOCK_M x 64`` tile has been copied into shared memory with
+   ``cp.async`` one tile ahead (two buffers); each k step's ``BLOCK_M x 16``
+   is read with ``ldmatrix``;
 3. for each of the four mma k steps (16 rows of the tile): the ``b`` words a
    thread holds for that step (a :func:`tilevm.lang.slice` of
    :func:`weight_step_layout`, so only registers are picked) are viewed as
-   ``b``-bit codes in the B-fragment layout, cast to the activation type, the
-   zero point (a per-group tensor, or the fixed offset of offset-binary codes)
-   subtracted and the group's scale multiplied, exactly the reference
+   ``b``-bit codes in their packed order (:func:`code_step_layout`), cast to
+   the activation type straight into the B-fragment layout, the zero point (a
+   per-group tensor, or the fixed offset of offset-binary codes) subtracted
+   and the group's scale multiplied, exactly the reference
    ``fp16(float32(q - z) * float32(s))``, and ``dot`` accumulates in fp32 with
    mma.sync. Only one step's dequantised registers are live at a time.
 
+:data:`GEMM` (decode: 16 rows, one row of ``WARPS`` warps) and
+:data:`GEMM_TC` (prefill: a grid of warps) differ in how they finish.
 The grid's third dimension splits k: block ``split`` takes k tiles
 ``[split * per_split, ...)``. With more than one split (the decode kernel
 reads that from its grid, the prefill kernel's ``PARTIAL`` says so), blocks
@@ -44,7 +46,7 @@ import tilevm
 import tilevm.lang as tl
 from tilevm.layouts import local, part, replicate, spatial
 
-from ..quant.packing import TILE_K, TILE_N, tile_bytes, tile_layout
+from ..quant.packing import TILE_K, TILE_N, code_layout, tile_bytes, tile_layout
 
 MMA_K = 16  # the k extent of one mma.m16n8k16
 STEPS = TILE_K // MMA_K  # mma k steps per weight tile
@@ -80,6 +82,14 @@ def step_layout(warps_n: int, warps_m: int = 1):
     return part(weight_layout(warps_n, warps_m), (MMA_K, TILE_N * warps_n))
 
 
+def code_step_layout(warps_n: int, nbits: int, warps_m: int = 1):
+    """The same k step in the order its codes are packed (:func:`~tilevm.quant.code_layout`):
+    the same registers of the same threads, numbered so that a view of the step's words reads
+    them."""
+    layout = _warps(warps_m, warps_n) * code_layout(nbits)
+    return part(layout, (MMA_K, TILE_N * warps_n))
+
+
 # -- the pieces both kernels share -------------------------------------------------------------
 @tilevm.func
 def _load_weights(gw, kt, n_tiles, tile_n, words, layout):
@@ -88,10 +98,11 @@ def _load_weights(gw, kt, n_tiles, tile_n, words, layout):
 
 
 @tilevm.func
-def _weight_step(steps, step, s_tile, z_tile, group, wtype, act, layout, zero_offset):
-    """k step ``step`` of the tile: codes viewed, cast, zero point subtracted, scaled."""
+def _weight_step(steps, step, s_tile, z_tile, group, wtype, act, layout, codes, zero_offset):
+    """k step ``step`` of the tile: codes viewed (in their packed order ``codes``), cast to the
+    mma fragments ``layout``, zero point subtracted, scaled."""
     words = tl.slice(steps, [step, 0], [1, steps.shape[1]])
-    w = tl.cast(tl.view(words, wtype, layout), act)
+    w = tl.annotate_layout(tl.cast(tl.view(words, wtype, codes), act), layout)
     g = (step * MMA_K) // _group_rows(group)  # the scale row of this step
     block_n = layout.shape[1]
     if z_tile is not None:
@@ -184,6 +195,64 @@ def _group_tiles(gs, gz, kt, col, group, block_n, has_zeros):
     return s_tile, z_tile
 
 
+@tilevm.func
+def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
+    """The block's fp32 accumulators over its k tiles (see :func:`_block_inputs`), with its
+    first row and column: ``consts`` are the kernel's (BLOCK_M, WARPS_M, WARPS_N, WTYPE, GROUP,
+    HAS_ZEROS, ZERO_OFFSET).
+
+    x's ``block_m x 64`` tiles alternate between two shared buffers, copied
+    with ``cp.async`` one tile ahead of the compute and read a k step at a
+    time with ``ldmatrix``; the weights of the next tile are in flight in
+    registers while this one is dequantised and multiplied.
+    """
+    block_m, warps_m, warps_n, wtype, group, has_zeros, zero_offset = consts
+    block_n = TILE_N * warps_n
+    words = tile_bytes(wtype.nbits) // 4
+    row = tl.block_idx(0) * block_m
+    tile_n = tl.block_idx(1) * warps_n
+    col = tile_n * TILE_N
+    gx, gw, gs, gz, first, last = _block_inputs(
+        x, packed, scales, zeros, m, n, k, n_tiles, words, group
+    )
+    word_layout = weight_word_layout(warps_n, wtype.nbits, warps_m)
+    step_words = weight_step_layout(warps_n, wtype.nbits, warps_m)
+    b_layout = step_layout(warps_n, warps_m)
+    codes = code_step_layout(warps_n, wtype.nbits, warps_m)
+    sx = [tl.alloc_shared(act, [block_m, TILE_K]), tl.alloc_shared(act, [block_m, TILE_K])]
+    tl.copy_async(sx[0], gx, [row, first * TILE_K])
+    tl.copy_async_commit()
+    # The last tile loads itself again, from L1, rather than a tile past the split.
+    raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
+    acc = tl.zeros([block_m, block_n], tilevm.float32)
+    for kt2 in range(first, last, 2):
+        for half in tl.static_range(2):
+            kt = kt2 + half
+            if kt < last:
+                # Start the copy of tile kt + 1 into the other buffer (its readers are done).
+                tl.copy_async(sx[1 - half], gx, [row, (kt + 1) * TILE_K])
+                tl.copy_async_commit()
+                raw = raw_next
+                raw_next = _load_weights(
+                    gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
+                )
+                steps = tl.view(raw, tilevm.uint32, step_words)
+                s_tile, z_tile = _group_tiles(gs, gz, kt, col, group, block_n, has_zeros)
+                tl.copy_async_wait(1)  # tile kt has landed
+                tl.sync()
+                for step in tl.static_range(STEPS):
+                    w = _weight_step(
+                        steps, step, s_tile, z_tile, group, wtype, act, b_layout, codes, zero_offset
+                    )
+                    a = tl.load(sx[half], [0, step * MMA_K], [block_m, MMA_K])
+                    acc = tl.dot(a, w, acc)
+                tl.sync()  # every warp is done with sx[half] before it is refilled
+    tl.copy_async_wait(0)
+    tl.free_shared(sx[1])
+    tl.free_shared(sx[0])
+    return acc, row, col
+
+
 def _make_gemm(act: tilevm.DataType):
     def qgemm(
         x: tilevm.Ptr[act],
@@ -206,42 +275,10 @@ def _make_gemm(act: tilevm.DataType):
         ZERO_OFFSET: tilevm.constexpr,
         HAS_BIAS: tilevm.constexpr,
     ):
-        block_n = TILE_N * WARPS
-        words = tile_bytes(WTYPE.nbits) // 4
-        row = tl.block_idx(0) * BLOCK_M
-        tile_n = tl.block_idx(1) * WARPS
-        col = tile_n * TILE_N
-        split = tl.block_idx(2)
-        gx, gw, gs, gz, first, last = _block_inputs(
-            x, packed, scales, zeros, m, n, k, n_tiles, words, GROUP
-        )
-        word_layout = weight_word_layout(WARPS, WTYPE.nbits)
-        # The next tile's weights are in flight while this one computes (the last
-        # tile loads itself again, from L1, rather than a tile past the split).
-        raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
-        acc = tl.zeros([BLOCK_M, block_n], tilevm.float32)
-        for kt in range(first, last):
-            raw = raw_next
-            raw_next = _load_weights(
-                gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
-            )
-            a = tl.load(gx, [row, kt * TILE_K], [BLOCK_M, TILE_K])
-            steps = tl.view(raw, tilevm.uint32, weight_step_layout(WARPS, WTYPE.nbits))
-            s_tile, z_tile = _group_tiles(gs, gz, kt, col, GROUP, block_n, HAS_ZEROS)
-            for step in tl.static_range(STEPS):
-                w = _weight_step(
-                    steps,
-                    step,
-                    s_tile,
-                    z_tile,
-                    GROUP,
-                    WTYPE,
-                    act,
-                    step_layout(WARPS),
-                    ZERO_OFFSET,
-                )
-                acc = tl.dot(tl.slice(a, [0, step * MMA_K], [BLOCK_M, MMA_K]), w, acc)
+        consts = (BLOCK_M, 1, WARPS, WTYPE, GROUP, HAS_ZEROS, ZERO_OFFSET)
+        acc, row, col = _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act)
         if tl.num_blocks(2) > 1:
+            split = tl.block_idx(2)
             _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, HAS_BIAS, True)
         else:
             _store_tile(acc, bias, out, m, n, row, col, act, HAS_BIAS)
@@ -275,57 +312,9 @@ def _make_gemm_tc(act: tilevm.DataType):
         PARTIAL: tilevm.constexpr,
         NUM_WARPS: tilevm.constexpr,
     ):
-        block_n = TILE_N * WARPS_N
-        words = tile_bytes(WTYPE.nbits) // 4
-        row = tl.block_idx(0) * BLOCK_M
-        tile_n = tl.block_idx(1) * WARPS_N
-        col = tile_n * TILE_N
+        consts = (BLOCK_M, WARPS_M, WARPS_N, WTYPE, GROUP, HAS_ZEROS, ZERO_OFFSET)
+        acc, row, col = _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act)
         split = tl.block_idx(2)
-        gx, gw, gs, gz, first, last = _block_inputs(
-            x, packed, scales, zeros, m, n, k, n_tiles, words, GROUP
-        )
-        word_layout = weight_word_layout(WARPS_N, WTYPE.nbits, WARPS_M)
-        step_words = weight_step_layout(WARPS_N, WTYPE.nbits, WARPS_M)
-        b_layout = step_layout(WARPS_N, WARPS_M)
-        # x's tiles alternate between two shared buffers, one tile ahead of the compute.
-        sx = [tl.alloc_shared(act, [BLOCK_M, TILE_K]), tl.alloc_shared(act, [BLOCK_M, TILE_K])]
-        tl.copy_async(sx[0], gx, [row, first * TILE_K])
-        tl.copy_async_commit()
-        raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
-        acc = tl.zeros([BLOCK_M, block_n], tilevm.float32)
-        for kt2 in range(first, last, 2):
-            for half in tl.static_range(2):
-                kt = kt2 + half
-                if kt < last:
-                    # Start the copy of tile kt + 1 into the other buffer (its readers are done).
-                    tl.copy_async(sx[1 - half], gx, [row, (kt + 1) * TILE_K])
-                    tl.copy_async_commit()
-                    raw = raw_next
-                    raw_next = _load_weights(
-                        gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
-                    )
-                    steps = tl.view(raw, tilevm.uint32, step_words)
-                    s_tile, z_tile = _group_tiles(gs, gz, kt, col, GROUP, block_n, HAS_ZEROS)
-                    tl.copy_async_wait(1)  # tile kt has landed
-                    tl.sync()
-                    for step in tl.static_range(STEPS):
-                        w = _weight_step(
-                            steps,
-                            step,
-                            s_tile,
-                            z_tile,
-                            GROUP,
-                            WTYPE,
-                            act,
-                            b_layout,
-                            ZERO_OFFSET,
-                        )
-                        a = tl.load(sx[half], [0, step * MMA_K], [BLOCK_M, MMA_K])
-                        acc = tl.dot(a, w, acc)
-                    tl.sync()  # every warp is done with sx[half] before it is refilled
-        tl.copy_async_wait(0)
-        tl.free_shared(sx[1])
-        tl.free_shared(sx[0])
         _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
 
     qgemm_tc.__name__ = qgemm_tc.__qualname__ = f"qgemm_tc_{tilevm.dtypes.library_name(act)}"

@@ -44,9 +44,9 @@ class Config:
     """One launch of the GEMM: rows per block, warps, k-splits, and which kernel.
 
     ``warps`` warps side by side along n own 64 columns each. The decode kernel
-    (``prefill=False``) has one row of warps and x in registers; the prefill
-    kernel stages x in shared memory and stacks ``warps_m`` rows of warps
-    along m (each ``block_m / warps_m`` rows).
+    (``prefill=False``) has one row of warps and reads its k split from the grid;
+    the prefill kernel stacks ``warps_m`` rows of warps along m (each
+    ``block_m / warps_m`` rows). Both stage x in shared memory.
     """
 
     block_m: int
@@ -144,9 +144,9 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
     """The launch for an ``[m, k] x [k, n]`` product with ``nbits`` weights on ``device``.
 
     Up to :data:`DECODE_ROWS` rows: the decode kernel with 16-row blocks of
-    4 warps (it needs about 95-170 registers a thread: fp32 accumulators, x's
-    fragments, two tiles of packed weights in flight and one k step of
-    dequantised ones). More rows: the prefill kernel in its first tile shape.
+    4 warps (it needs about 130-160 registers a thread: fp32 accumulators, two
+    tiles of packed weights in flight and one k step of dequantised ones). More
+    rows: the prefill kernel in its first tile shape.
     A tuned launch may take another of :data:`DECODE_CONFIGS` or
     :data:`PREFILL_CONFIGS`; decode launches then split for their own width,
     prefill ones keep these splits (:func:`_splits`).

@@ -39,6 +39,7 @@ from ..ir.stmt import For, If, InstStmt, Seq, While
 from ..ir.stmt import instructions as stmt_instructions
 from ..ir.tensor import RegisterTensor
 from ..layouts import fragments
+from ..layouts.indexing import local_map
 from ..layouts.ops import part as part_layout
 from ..layouts.ops import reduce as reduce_layout
 from ..layouts.ops import reshape as reshape_layout
@@ -254,7 +255,20 @@ def _elementwise_wants(fields: tuple[str, ...]) -> Callable[[I.Instruction], lis
 
 WANTS.rule(I.ElementwiseBinary)(_elementwise_wants(("a", "b")))
 WANTS.rule(I.Where)(_elementwise_wants(("cond", "a", "b")))
-WANTS.rule(I.ElementwiseUnary, I.Cast, I.Assign)(_elementwise_wants(("x",)))
+WANTS.rule(I.ElementwiseUnary, I.Assign)(_elementwise_wants(("x",)))
+
+
+@WANTS.rule(I.Cast)
+def _cast_wants(inst: I.Cast):
+    """A cast reads its operand in any register order of the same threads (the lowering pairs
+    registers through :func:`~tilevm.layouts.indexing.local_map`), so that codes viewed from
+    packed words in their packed order convert straight into the order their user needs."""
+    out, x = inst.out.layout, inst.x.layout
+    if out is not None and x is not None and x.shape == out.shape:
+        threads = math.lcm(out.num_threads, x.num_threads)
+        if local_map(out, x, threads) is not None:
+            return [("x", None)]
+    return _elementwise_wants(("x",))(inst)
 
 
 @WANTS.rule(I.Dot)

@@ -33,8 +33,10 @@ from .ldmatrix_match import ldmatrix_plan
 
 # -- casts -------------------------------------------------------------------------------------
 KINDS: tuple[str, ...] = (
-    "int_f16",  # prmt, lop3, sub.f16x2: 1.5 instructions a value
-    "int_bf16",  # prmt, lop3, fma.bf16x2: 1.5
+    # lop3, add.f16x2 (from packed words in their packed order; with a prmt where a pair's codes
+    # are not in one word's two halves): 1 instruction a value (1.5)
+    "int_f16",
+    "int_bf16",  # lop3, fma.bf16x2 (with a prmt): 1 (1.5)
     "int8_bf16",  # per value lop3 and an fp32 subtract, prmt a pair: 2.5
     # prmt, and, imad (sign), shift, mul.f16x2: 2.5 (2 when M = 2, 0.5 for e5m2, 4 for e4m3 with
     # its NaN test); e4m3 from sm_89 on: prmt, cvt.rn.f16x2.e4m3x2, lop3: 1.5

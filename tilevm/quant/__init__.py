@@ -2,11 +2,22 @@
 
 ``tilevm.quantize(w, "int3", group_size=128)`` turns a float ``[N, K]`` weight
 into codes packed in the kernels' order (:mod:`.packing`, format
-``tile64x64.v1``) with per-group float16/bfloat16 scales and, for uint types,
+``tile64x64.v2``) with per-group float16/bfloat16 scales and, for uint types,
 optional zero points; :mod:`.weight` states the exact formulas. Imports torch.
 """
 
-from .packing import FORMAT, TILE_K, TILE_N, pack_codes, packed_shape, tile_layout, unpack_codes
+from .packing import (
+    FORMAT,
+    FORMATS,
+    TILE_K,
+    TILE_N,
+    code_layout,
+    convert_packed,
+    pack_codes,
+    packed_shape,
+    tile_layout,
+    unpack_codes,
+)
 from .weight import (
     GROUP_SIZES,
     SCALE_DTYPES,
@@ -18,6 +29,7 @@ from .weight import (
 
 __all__ = [
     "FORMAT",
+    "FORMATS",
     "GROUP_SIZES",
     "SCALE_DTYPES",
     "TILE_K",
@@ -25,6 +37,8 @@ __all__ = [
     "QuantError",
     "QuantTypeError",
     "QuantizedWeight",
+    "code_layout",
+    "convert_packed",
     "pack_codes",
     "packed_shape",
     "quantize",

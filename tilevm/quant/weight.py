@@ -50,7 +50,7 @@ import torch
 from ..dtypes import LOW_BIT_DTYPES, DataType
 from ..dtypes import dtype as _lookup_dtype
 from ..errors import DTypeError, TileVMError
-from .packing import FORMAT, pack_codes, packed_shape, unpack_codes
+from .packing import FORMAT, FORMATS, convert_packed, pack_codes, packed_shape, unpack_codes
 
 
 class QuantError(TileVMError, ValueError):
@@ -573,21 +573,30 @@ class QuantizedWeight:
         unknown = sorted(set(state) - set(required) - {"zeros"})
         if unknown:
             raise QuantError(f"{where}: state has unknown keys {', '.join(map(repr, unknown))}")
-        if state["format"] != FORMAT:
+        if state["format"] not in FORMATS:
             raise QuantError(
                 f"{where}: unsupported packing format {state['format']!r}; this tilevm reads "
-                f"{FORMAT!r}"
+                f"{', '.join(map(repr, FORMATS))}"
             )
-        return cls(
-            dtype=state["dtype"],
-            shape=(state["out_features"], state["in_features"]),
-            group_size=state["group_size"],
-            packed=state["packed"],
-            scales=state["scales"],
-            zeros=state.get("zeros"),
-            zero_offset=state["zero_offset"],
-            where=where,
-        )
+
+        def build(packed: torch.Tensor) -> QuantizedWeight:
+            return cls(
+                dtype=state["dtype"],
+                shape=(state["out_features"], state["in_features"]),
+                group_size=state["group_size"],
+                packed=packed,
+                scales=state["scales"],
+                zeros=state.get("zeros"),
+                zero_offset=state["zero_offset"],
+                where=where,
+            )
+
+        weight = build(state["packed"])
+        if state["format"] == FORMAT:
+            return weight
+        # An older order, checked as it is: packed anew.
+        n, k = weight.shape
+        return build(convert_packed(weight.packed, weight.nbits, n, k, state["format"]))
 
     @classmethod
     def from_codes(
