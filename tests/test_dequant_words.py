@@ -107,7 +107,7 @@ CASES = (
 )
 
 
-def _gemm_pairs(t, dst, at_bit_zero=None):
+def _gemm_pairs(t, dst, at_bit_zero=None, offset=0):
     b = t.nbits
     starts = _view_starts(b)
     num_words = len(starts) * b // 32
@@ -116,20 +116,36 @@ def _gemm_pairs(t, dst, at_bit_zero=None):
     return (
         starts,
         num_words,
-        pairs_from_words(kind, t, "w", pairs, num_words, Prelude(), at_bit_zero),
+        pairs_from_words(kind, t, "w", pairs, num_words, Prelude(), at_bit_zero, offset),
     )
 
 
 PLANS = [(t, d, z) for t, d in CASES for z in ((None,) if t.is_float else (False, True))]
 
 
+OFFSETS = [
+    (tilevm.uint1, float16, 1),
+    (tilevm.uint3, float16, 4),
+    (tilevm.uint4, float16, 8),
+    (tilevm.uint4, bfloat16, 15),
+    (tilevm.uint6, bfloat16, 32),
+    (tilevm.uint8, float16, 128),
+]
+
+
 @host
 @pytest.mark.parametrize(
-    ("t", "dst", "at_bit_zero"), PLANS, ids=[f"{t}-{d}-{z}" for t, d, z in PLANS]
+    ("t", "dst", "at_bit_zero", "offset"),
+    [(t, d, z, 0) for t, d, z in PLANS] + [(t, d, None, c) for t, d, c in OFFSETS],
+    ids=[f"{t}-{d}-{z}" for t, d, z in PLANS] + [f"{t}-{d}-minus{c}" for t, d, c in OFFSETS],
 )
-def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(t, dst, at_bit_zero):
+def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(
+    t, dst, at_bit_zero, offset
+):
+    """Every pair of a k step, on random words; with an ``offset``, the codes' values minus it
+    (a cast of offset-binary codes that subtracts their offset for free)."""
     b = t.nbits
-    starts, num_words, exprs = _gemm_pairs(t, dst, at_bit_zero)
+    starts, num_words, exprs = _gemm_pairs(t, dst, at_bit_zero, offset)
     assert exprs is not None  # every pair of every width and sequence here
     lines = "\n".join(f"  out[{i}] = {e};" for i, e in enumerate(exprs))
     main = (
@@ -137,7 +153,8 @@ def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(t, dst, 
         f"while (fread(w, 4, {num_words}, stdin) == {num_words}) {{\n"
         f"{lines}\n  fwrite(out, 4, {len(exprs)}, stdout);\n}}"
     )
-    binary = codegen_host.host_program(f"dq_words_{t}_{dst}_{at_bit_zero}", SNIPPETS, main, NO_CVT)
+    name = f"dq_words_{t}_{dst}_{at_bit_zero}_{offset}"
+    binary = codegen_host.host_program(name, SNIPPETS, main, NO_CVT)
     rng = fresh_rng()
     trials = 256
     words = rng.integers(0, 1 << 32, (trials, num_words), dtype=np.uint64).astype(np.uint32)
@@ -145,8 +162,10 @@ def test_the_gemm_tiles_pairs_read_from_the_words_give_the_codes_values(t, dst, 
     bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
     for p in range(len(exprs)):
         codes = [_code(bits, starts[2 * p + q], b) for q in (0, 1)]
-        values = [t.decode(c) for c in codes]
-        want = _bits(t, dst, codes[0]) | _bits(t, dst, codes[1]) << 16
+        values = [t.decode(c) - offset for c in codes]
+        want = (
+            dst.encode(values[0]).astype(np.uint32) | dst.encode(values[1]).astype(np.uint32) << 16
+        )
         keep = np.full(trials, 0xFFFFFFFF, np.uint32)  # a NaN lane need only stay a NaN
         for q, v in enumerate(values):
             if t.is_float:
@@ -228,3 +247,52 @@ def _qgemm_int4():
         ZERO_OFFSET=0,
         HAS_BIAS=False,
     )
+
+
+@tilevm.kernel(num_warps=1)
+def _offset_codes(
+    w: tilevm.Ptr[tilevm.uint32],
+    y: tilevm.Ptr[tilevm.float16],
+    WTYPE: tilevm.constexpr,
+    OFFSET: tilevm.constexpr,
+    TWICE: tilevm.constexpr,
+):
+    words = tl.load(tl.global_view(w, [64]), [0], [64], layout=local(2).spatial(32))
+    codes = tl.view(words, WTYPE, local(64 // WTYPE.nbits).spatial(32))
+    x = tl.cast(codes, float16)
+    gy = tl.global_view(y, [2, 64 * 32 // WTYPE.nbits])
+    tl.store(gy, tl.reshape(x - tl.full([1], OFFSET, float16), [1, x.shape[0]]), [0, 0])
+    if TWICE:  # a second user of the cast: nothing folds
+        tl.store(gy, tl.reshape(x, [1, x.shape[0]]), [1, 0])
+
+
+@pytest.mark.parametrize(
+    ("wtype", "offset", "twice", "folded"),
+    [
+        ("uint4", 8, False, True),
+        ("uint2", 3, False, True),
+        ("uint4", 16, False, False),  # not below 2^4
+        ("uint4", 2.5, False, False),  # not a whole number
+        ("uint4", 8, True, False),
+        ("int4", 3, False, False),  # signed codes take their own offset
+    ],
+)
+def test_a_cast_of_words_subtracts_a_constant_its_only_user_subtracts(wtype, offset, twice, folded):
+    t = tilevm.dtype(wtype)
+    program = run_pipeline(_offset_codes.program(WTYPE=t, OFFSET=offset, TWICE=twice))
+    names = {c.name for c in program.plan.selected.values()}
+    assert (f"dequant.int_f16.words.offset<{offset}>" in names) == folded
+    assert ("folded_into_cast" in names) == folded
+    source = emit_cuda(program).source
+    off = offset if folded else (1 << (t.nbits - 1) if t.kind == "int" else 0)
+    assert f"tv_dq_int_f16_at<{t.nbits}, {off}," in source
+    rng = fresh_rng()
+    words = rng.integers(0, 1 << 32, 64, dtype=np.uint64).astype(np.uint32)
+    y = np.zeros((2, 64 * 32 // t.nbits), np.float16)
+    _offset_codes[(1,)](words, y, WTYPE=t, OFFSET=offset, TWICE=twice)
+    # thread i holds words i and 32 + i (its bit string) and element l * 32 + i of the codes
+    stream = np.stack([words[:32], words[32:]], axis=1).view(np.uint8)
+    bits = np.unpackbits(stream, axis=1, bitorder="little").reshape(32, -1, t.nbits)
+    codes = (bits << np.arange(t.nbits)).sum(axis=-1).astype(np.uint32)  # [thread, l]
+    values = t.decode(codes.T.ravel())
+    np.testing.assert_array_equal(y[0], (values - np.float16(offset)).astype(np.float16))

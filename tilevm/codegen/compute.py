@@ -154,7 +154,7 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
         return store(load(element, x.dtype, em.prelude), x.dtype, out.dtype, "cast", em.prelude)
 
     chosen = em.program.plan.selected.get(inst)  # the select_instructions pass's dequant sequence
-    kind, from_words = chosen.data if chosen is not None else (None, False)
+    kind, from_words, offset = chosen.data if chosen is not None else (None, False, 0)
     if kind is None or len(regs) < 2:
         em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {element(idx(1))};"])
         return
@@ -172,7 +172,10 @@ def _cast(em: Emitter, inst: I.Cast) -> None:
         # Codes a view cut from packed words: each pair read straight from the words.
         words, num_words, starts = packed
         positions = [(starts[r0], starts[r1]) for r0, r1 in zip(maps[2][:pairs], maps[3][:pairs])]
-        fused = pairs_from_words(kind, x.dtype, words, positions, num_words, em.prelude)
+        fused = pairs_from_words(
+            kind, x.dtype, words, positions, num_words, em.prelude, offset=offset
+        )
+    assert fused is not None or not offset, "select_instructions folds offsets into word casts"
     if fused is not None:
         for p, word in enumerate(fused):
             em.line(f"tv_unpack2({name}[{2 * p}], {name}[{2 * p + 1}], {word});")
@@ -327,6 +330,10 @@ def _as_int_type(text: str, t: DataType, ctype: str) -> str:
 @EMIT.rule(I.ElementwiseBinary)
 def _binary(em: Emitter, inst: I.ElementwiseBinary) -> None:
     out = inst.out
+    chosen = em.program.plan.selected.get(inst)
+    if chosen is not None and chosen.name == "folded_into_cast":  # the cast subtracted it
+        _move(em, out, inst.a, None)
+        return
     da, db = _dtype_of(inst.a), _dtype_of(inst.b)
     a = Operand(em, inst.a, da or db, out)
     b = Operand(em, inst.b, db or da, out)

@@ -591,8 +591,10 @@ def pairs_from_words(
     num_words: int,
     pre: Prelude,
     at_bit_zero: bool | None = None,
+    offset: int = 0,
 ) -> list[str] | None:
-    """The 16-bit pairs of codes read straight from a thread's packed 32-bit words.
+    """The 16-bit pairs of codes read straight from a thread's packed 32-bit words (minus
+    ``offset``, a whole number an int cast subtracts for free).
 
     ``pairs`` holds each pair's bit positions in the thread's bit string (word
     i holds bits ``32 i ... 32 i + 31``; ``words`` is the C array of its
@@ -613,6 +615,7 @@ def pairs_from_words(
     """
     if kind not in _FROM_WORDS or (src.is_float and src.nbits == 8):
         return None
+    assert not offset or kind in ("int_f16", "int_bf16"), "only an int cast subtracts an offset"
     at_zero = _FROM_WORDS[kind][1]
     options = [True] if at_zero else [False, True] if at_bit_zero is None else [at_bit_zero]
     plans = min(
@@ -655,7 +658,7 @@ def pairs_from_words(
             args = f"{src.exponent_bits}, {src.mantissa_bits}, {special}"
             out.append(f"tv_dq_{kind}_at<{args}{f', {s0}' if s0 else ''}>({word})")
         else:
-            off = 1 << (b - 1) if src.kind == "int" else 0  # the words came flipped
+            off = (1 << (b - 1) if src.kind == "int" else 0) + offset  # the words came flipped
             fn = "tv_dq_int_f16_at" if kind == "int_f16" else "tv_dq_int_bf16_at"
             out.append(f"{fn}<{b}, {off}, {s0}, {s1}>({word})")
     return out

@@ -16,7 +16,12 @@ lowering follows them:
   sequence (:func:`tilevm.codegen.dequant.fast_cast_kind`), else the generic
   conversion; ``.words`` when the codes are a view of 32-bit words that no
   instruction overwrites, which lowering may then read pairs of straight from
-  the words (:func:`tilevm.codegen.dequant.pairs_from_words`);
+  the words (:func:`tilevm.codegen.dequant.pairs_from_words`). When such a
+  cast of unsigned int codes has one user, a subtraction of a constant tile
+  (``x - full(c)``, the offset of offset-binary codes) whose whole number
+  ``c`` is below ``2^b``, the cast subtracts it in the immediate it already
+  adds (``.offset<c>``) and the subtraction becomes a copy
+  (``folded_into_cast``): exact, as both give the integer ``u - c``;
 - ``copy_async``: ``cp.async`` (16-byte ``.cg``, or 8/4-byte ``.ca``).
 """
 
@@ -29,6 +34,7 @@ from ..ir import inst as I
 from ..ir.plan import Selected
 from ..ir.program import Program
 from ..ir.stmt import instructions
+from ..ir.tensor import RegisterTensor
 from .ldmatrix_match import ldmatrix_plan
 
 # -- casts -------------------------------------------------------------------------------------
@@ -113,7 +119,49 @@ def _views_of_words(program: Program) -> set[int]:
     }
 
 
-def _select(inst: I.Instruction, num_threads: int, words: set[int]) -> Selected | None:
+def _offset_folds(program: Program, words: set[int]) -> dict[int, int]:
+    """Casts of codes from words whose only user subtracts a constant: ``{id(cast): c}`` and
+    ``{id(sub): -1}``."""
+    insts = list(instructions(program.body))
+    users: dict[int, list[I.Instruction]] = {}
+    made: dict[int, I.Instruction] = {}
+    for inst in insts:
+        if not isinstance(inst, I.AnnotateLayout):  # an annotation reads nothing
+            for v in inst.inputs():
+                users.setdefault(id(v), []).append(inst)
+        if getattr(inst, "out", None) is not None:
+            made[id(inst.out)] = inst
+    folds: dict[int, int] = {}
+    for inst in insts:
+        if (
+            not isinstance(inst, I.Cast)
+            or inst.x.dtype.kind != "uint"
+            or id(inst.x) not in words
+            or fast_cast_kind(inst.x.dtype, inst.out.dtype) not in ("int_f16", "int_bf16")
+        ):
+            continue
+        use = users.get(id(inst.out), [])
+        if len(use) != 1 or not isinstance(use[0], I.ElementwiseBinary):
+            continue
+        sub = use[0]
+        full = made.get(id(sub.b)) if isinstance(sub.b, RegisterTensor) else None
+        c = full.value if isinstance(full, I.Full) else None
+        if (
+            sub.op == "sub"
+            and sub.a is inst.out
+            and sub.out.shape == inst.out.shape
+            and isinstance(c, (int, float))
+            and not isinstance(c, bool)
+            and float(c).is_integer()
+            and 0 <= c < 1 << inst.x.dtype.nbits
+        ):
+            folds[id(inst)], folds[id(sub)] = int(c), -1
+    return folds
+
+
+def _select(
+    inst: I.Instruction, num_threads: int, words: set[int], folds: dict[int, int]
+) -> Selected | None:
     match inst:
         case I.LoadShared(out=out):
             plan = ldmatrix_plan(out.layout, out.dtype, num_threads)
@@ -135,7 +183,13 @@ def _select(inst: I.Instruction, num_threads: int, words: set[int]) -> Selected 
                 and kind in FROM_WORDS_KINDS
                 and not (x.dtype.is_float and x.dtype.nbits == 8)
             )
-            return Selected(f"dequant.{kind}{'.words' if from_words else ''}", (kind, from_words))
+            offset = folds.get(id(inst), 0) if from_words and kind in ("int_f16", "int_bf16") else 0
+            name = f"dequant.{kind}{'.words' if from_words else ''}"
+            return Selected(
+                name + (f".offset<{offset}>" if offset else ""), (kind, from_words, offset)
+            )
+        case I.ElementwiseBinary() if folds.get(id(inst)) == -1:
+            return Selected("folded_into_cast")
     return None
 
 
@@ -143,8 +197,9 @@ def select_instructions(program: Program) -> Program:
     """Record the instruction chosen for each instruction; see the module docs."""
     program = copy.deepcopy(program)
     words = _views_of_words(program)
+    folds = _offset_folds(program, words)
     for inst in instructions(program.body):
-        chosen = _select(inst, program.num_threads, words)
+        chosen = _select(inst, program.num_threads, words, folds)
         if chosen is not None:
             program.plan.selected[inst] = chosen
     return program
