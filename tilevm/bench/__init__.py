@@ -16,7 +16,8 @@ number of repetitions is chosen from a first estimate to fill a time budget
 
 Nothing here imports torch until a measurement runs: ``python -m tilevm bench
 gemm`` on a machine without a GPU answers with exit status 2 and one line
-(``bench startup`` measures what it can without one, see :mod:`.startup`).
+(``bench startup`` measures what it can without one, see :mod:`.startup`;
+``bench sass`` needs none, see :mod:`.sass`).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def copy_bandwidth(nbytes: int = 1 << 30, *, reps: int | None = None) -> float:
 # -- the command line ----------------------------------------------------------------------------
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``bench`` and its suites with the ``python -m tilevm`` parser."""
-    from . import gemm, startup
+    from . import gemm, sass, startup
 
     bench = commands.add_parser(
         "bench",
@@ -163,13 +164,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             description=startup.__doc__.split("\n\n")[0],
         )
     )
+    sass.add_arguments(
+        suites.add_parser(
+            "sass",
+            help="SASS instructions of the GEMM kernels' compute per weight tile (no GPU needed)",
+            description=sass.__doc__.split("\n\n")[0],
+        )
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``python -m tilevm bench SUITE``; exit status 2 with one line when there is no GPU."""
-    from . import gemm, startup
+    from . import gemm, sass, startup
 
-    suites = {"gemm": gemm.run, "startup": startup.run}
+    suites = {"gemm": gemm.run, "startup": startup.run, "sass": sass.run}
     try:
         return suites[args.suite](args)
     except NoGPUError as err:

@@ -1,0 +1,74 @@
+"""``python -m tilevm bench sass``: the GEMM kernels' SASS per weight tile, without a GPU.
+
+The budgets below guard the decode kernel's dequantisation against regressions:
+at 80 % of an H100's copy bandwidth an SM receives a 64 x 64 tile of b-bit codes
+every 44 b clocks, time for at most 176 b instructions from its four schedulers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import tilevm
+from tilevm.__main__ import main
+from tilevm.bench import sass
+
+SASS_TEXT = """
+        /*0100*/                   LDG.E.128 R4, desc[UR4][R2.64] ;
+.L_x_3:
+        /*0110*/                   LOP3.LUT R8, R4, 0x640f640f, R9, 0xc8, !PT ;
+        /*0120*/                   HADD2 R8, R8, -1032, -1032 ;
+        /*0130*/                   HMMA.16816.F32 R12, R16, R8, R12 ;
+        /*0140*/                   HMMA.16816.F32 R20, R16, R10, R20 ;
+        /*0150*/               @P0 BRA `(.L_x_3) ;
+        /*0160*/                   EXIT ;
+"""
+
+
+def test_the_count_covers_the_blocks_that_hold_hmma_scaled_to_32():
+    total, ops = sass.tile_counts(SASS_TEXT)
+    assert total == 5 * 16  # LOP3, HADD2, two HMMA and the branch, times 32 / 2
+    assert ops["HMMA"] == 32 and ops["LOP3"] == 16 and "LDG" not in ops and "EXIT" not in ops
+
+
+def test_a_kernel_without_mma_is_an_error():
+    with pytest.raises(ValueError, match="no HMMA"):
+        sass.tile_counts("        /*0000*/                   EXIT ;\n")
+
+
+def test_without_nvdisasm_the_command_exits_2_naming_the_wheel(monkeypatch, capsys):
+    def missing():
+        raise sass.NoDisassemblerError("needs nvdisasm: pip install nvidia-cuda-nvdisasm")
+
+    monkeypatch.setattr(sass, "find_nvdisasm", missing)
+    assert main(["bench", "sass", "--dtypes", "int4"]) == 2
+    assert "nvidia-cuda-nvdisasm" in capsys.readouterr().err
+
+
+need_nvdisasm = pytest.mark.skipif(
+    not sass._found(), reason="needs nvdisasm (pip install nvidia-cuda-nvdisasm)"
+)
+
+# SASS a 64 x 64 tile and warp measured when these budgets were set (decode, float16, sm_90a):
+# uint1 240, int2 254, int3 316, int4 273, e2m1 448; the budgets leave a few percent of room.
+BUDGETS = {"uint1": 250, "int2": 265, "int3": 330, "int4": 285, "float4_e2m1": 465}
+
+
+@need_nvdisasm
+@pytest.mark.parametrize(("dtype", "budget"), BUDGETS.items())
+def test_the_decode_kernels_compute_stays_within_its_instruction_budget(dtype, budget):
+    row = sass.count(tilevm.dtype(dtype), tilevm.float16, "decode", "sm_90a", sass.find_nvdisasm())
+    assert row["spills"] == 0
+    assert row["ops"]["HMMA"] == 32
+    assert row["per_tile"] <= budget, row["ops"].most_common(8)
+    if tilevm.dtype(dtype).nbits in (1, 2, 4):
+        # the packed order puts each pair in one word's halves: no byte permute a pair
+        assert row["ops"]["PRMT"] == 0
+
+
+@need_nvdisasm
+def test_the_command_prints_a_row_per_type(capsys):
+    assert main(["bench", "sass", "--dtypes", "int4,e2m1", "--kernel", "prefill0"]) == 0
+    out = capsys.readouterr().out
+    assert "prefill0 kernel" in out
+    assert "| int4 | " in out and "| float4_e2m1 | " in out
