@@ -455,8 +455,9 @@ template <int OP> {_FN} tv_u32 tv_bf2_arith(tv_u32 a, tv_u32 b) {{
 
 
 # What each sequence that reads codes straight from packed words allows: the highest bit a code
-# may reach in its lane (S + B; for small floats S + M, the shift that places them), and
-# whether a code must sit at bit 0 when a prmt builds its lane.
+# may reach in its lane (S + B: the magic number's mantissa; small floats, always at bit 0 of
+# a byte after a prmt, instead need S <= 10 - M in a word's lanes, the shift that places
+# them), and whether a code must sit at bit 0 when a prmt builds its lane.
 _FROM_WORDS = {
     "int8_bf16": (8, True),
     "int_f16": (10, False),
