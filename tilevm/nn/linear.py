@@ -28,7 +28,6 @@ from torch import nn
 from ..dtypes import DataType
 from ..quant import (
     FORMAT,
-    FORMATS,
     QuantizedWeight,
     convert_packed,
     pack_codes,
@@ -38,6 +37,7 @@ from ..quant import (
 from ..quant.weight import (
     QuantError,
     QuantTypeError,
+    _check_format,
     _group_size,
     _low_bit_dtype,
     _scale_dtype,
@@ -218,11 +218,7 @@ class QuantLinear(nn.Module):
                 f"{where}: the extra state must be a dict with the keys "
                 f"{', '.join(_META_KEYS)}; got {state!r}"
             )
-        if state["format"] not in FORMATS:
-            raise QuantError(
-                f"{where}: unsupported packing format {state['format']!r}; this tilevm reads "
-                f"{', '.join(map(repr, FORMATS))}"
-            )
+        _check_format(state["format"], where)
         t = _low_bit_dtype(state["dtype"], where)
         theirs = (t, state["out_features"], state["in_features"], state["group_size"])
         ours = (self.dtype, self.out_features, self.in_features, self.group_size)

@@ -264,7 +264,7 @@ def _cast_wants(inst: I.Cast):
     registers through :func:`~tilevm.layouts.indexing.local_map`), so that codes viewed from
     packed words in their packed order convert straight into the order their user needs."""
     out, x = inst.out.layout, inst.x.layout
-    if out is not None and x is not None and x.shape == out.shape:
+    if out is not None and x is not None and x != out and x.shape == out.shape:
         threads = math.lcm(out.num_threads, x.num_threads)
         if local_map(out, x, threads) is not None:
             return [("x", None)]

@@ -71,6 +71,15 @@ _CHUNK_ELEMENTS = 1 << 24
 
 
 # -- argument checks ------------------------------------------------------------------------------
+def _check_format(format: Any, where: str) -> None:
+    """A saved weight's packing ``format`` must be one this tilevm reads (:data:`FORMATS`)."""
+    if format not in FORMATS:
+        raise QuantError(
+            f"{where}: unsupported packing format {format!r}; this tilevm reads "
+            f"{', '.join(map(repr, FORMATS))}"
+        )
+
+
 def _low_bit_dtype(spec: Any, where: str, arg: str = "dtype") -> DataType:
     try:
         t = _lookup_dtype(spec)
@@ -573,11 +582,7 @@ class QuantizedWeight:
         unknown = sorted(set(state) - set(required) - {"zeros"})
         if unknown:
             raise QuantError(f"{where}: state has unknown keys {', '.join(map(repr, unknown))}")
-        if state["format"] not in FORMATS:
-            raise QuantError(
-                f"{where}: unsupported packing format {state['format']!r}; this tilevm reads "
-                f"{', '.join(map(repr, FORMATS))}"
-            )
+        _check_format(state["format"], where)
 
         def build(packed: torch.Tensor) -> QuantizedWeight:
             return cls(
