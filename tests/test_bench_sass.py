@@ -72,3 +72,19 @@ def test_the_command_prints_a_row_per_type(capsys):
     out = capsys.readouterr().out
     assert "prefill0 kernel" in out
     assert "| int4 | " in out and "| float4_e2m1 | " in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dtypes", "int9"], "argument --dtypes: unknown data type 'int9'"),
+        (["--dtypes", "float16"], "argument --dtypes: weights are 1 to 8 bits wide"),
+        (["--kernel", "prefill7"], "argument --kernel: invalid choice: 'prefill7'"),
+        (["--act", "float32"], "argument --act: invalid choice: 'float32'"),
+    ],
+)
+def test_a_bad_argument_is_a_usage_error_naming_it(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "sass", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -616,3 +616,38 @@ def test_to_cuda_and_back_keeps_the_bits():
     qw = quantized(tilevm.float4_e2m1, False, 128, torch.float16)
     assert qw.cuda().device.type == "cuda"
     assert qw.cuda().cpu().equal(qw)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: code_layout(0), r"code_layout: nbits must be an int in 1\.\.8; got 0"),
+        (lambda: code_layout(4, "tile64x64.v9"), "code_layout: format must be one of"),
+        (
+            lambda: convert_packed(torch.zeros(1, 1, 512, dtype=torch.uint8), 1, 64, 64, "v0"),
+            "convert_packed: format must be one of .*got 'v0'",
+        ),
+        (
+            lambda: convert_packed(
+                torch.zeros(1, 1, 500, dtype=torch.uint8), 1, 64, 64, "tile64x64.v1"
+            ),
+            r"convert_packed: packed must be uint8 of shape \(1, 1, 512\) .* got torch\.uint8 of "
+            r"shape \(1, 1, 500\)",
+        ),
+        (
+            lambda: convert_packed(torch.zeros(1, 1, 512), 1, 64, 64, "tile64x64.v1"),
+            r"convert_packed: packed must be uint8 .* got torch\.float32",
+        ),
+        (
+            lambda: convert_packed(torch.zeros(1, 1, 512, dtype=torch.uint8), 1, 0, 64, FORMAT),
+            "convert_packed: n must be a positive int; got 0",
+        ),
+        (
+            lambda: convert_packed([0], 1, 64, 64, FORMAT),
+            "convert_packed: packed must be a torch.Tensor; got list",
+        ),
+    ],
+)
+def test_code_layout_and_convert_packed_name_a_bad_argument(call, message):
+    with pytest.raises(tilevm.PackError, match=message):
+        call()

@@ -265,6 +265,27 @@ def pack_codes(codes_nk: torch.Tensor, nbits: int, *, pad_code: int = 0) -> torc
     return out.view(kt, nt, per_tile)[..., byte_src].contiguous()
 
 
+def _check_packed(packed, nbits, n: int, k: int, format: str, where: str) -> int:
+    """The width b, once ``packed`` is a ``format`` weight of ``[n, k]`` b-bit codes."""
+    import torch
+
+    b = _check_nbits(nbits, where)
+    if format not in FORMATS:
+        raise PackError(f"{where}: format must be one of {FORMATS}; got {format!r}")
+    if not isinstance(packed, torch.Tensor):
+        raise PackError(f"{where}: packed must be a torch.Tensor; got {type(packed).__name__}")
+    for name, v in (("n", n), ("k", k)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise PackError(f"{where}: {name} must be a positive int; got {v!r}")
+    expected = packed_shape(n, k, b)
+    if packed.dtype != torch.uint8 or tuple(packed.shape) != expected:
+        raise PackError(
+            f"{where}: packed must be uint8 of shape {expected} for a [{n}, {k}] weight of "
+            f"{b}-bit codes; got {packed.dtype} of shape {tuple(packed.shape)}"
+        )
+    return b
+
+
 def unpack_codes(
     packed: torch.Tensor, nbits: int, n: int, k: int, format: str = FORMAT
 ) -> torch.Tensor:
@@ -272,20 +293,8 @@ def unpack_codes(
     in the order ``format`` names, one of :data:`FORMATS`)."""
     import torch
 
-    b = _check_nbits(nbits, "unpack_codes")
-    if format not in FORMATS:
-        raise PackError(f"unpack_codes: format must be one of {FORMATS}; got {format!r}")
-    if not isinstance(packed, torch.Tensor):
-        raise PackError(f"unpack_codes: packed must be a torch.Tensor; got {type(packed).__name__}")
-    for name, v in (("n", n), ("k", k)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise PackError(f"unpack_codes: {name} must be a positive int; got {v!r}")
+    b = _check_packed(packed, nbits, n, k, format, "unpack_codes")
     expected = packed_shape(n, k, b)
-    if packed.dtype != torch.uint8 or tuple(packed.shape) != expected:
-        raise PackError(
-            f"unpack_codes: packed must be uint8 of shape {expected} for a [{n}, {k}] weight of "
-            f"{b}-bit codes; got {packed.dtype} of shape {tuple(packed.shape)}"
-        )
     kt, nt, _ = expected
     _, scatter, _, byte_dst = _device_plan(b, packed.device, format)
     data = packed[..., byte_dst].view(kt, nt, b, _CODES_PER_TILE // 8)  # (m, t, g) order
@@ -303,6 +312,7 @@ def unpack_codes(
 def convert_packed(packed: torch.Tensor, nbits: int, n: int, k: int, format: str) -> torch.Tensor:
     """A weight packed in the older order ``format`` (one of :data:`FORMATS`), packed anew in
     :data:`FORMAT`'s (the same tensor when it already is)."""
+    _check_packed(packed, nbits, n, k, format, "convert_packed")
     if format == FORMAT:
         return packed
     return pack_codes(unpack_codes(packed, nbits, n, k, format), nbits)
