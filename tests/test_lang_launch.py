@@ -233,3 +233,50 @@ def test_a_constant_without_a_value_or_an_unknown_constant_is_reported():
         needs_block.program(BLOCK=4, out=1)
     needs_block[1](out, BLOCK=4)
     np.testing.assert_array_equal(out, np.arange(4))
+
+
+def test_a_prepared_launch_runs_like_a_launch_with_a_grid():
+    rng = fresh_rng()
+    x = torch.from_numpy(rng.standard_normal(40).astype(np.float32))
+    k = twice_kernel("float32")
+    prepared = k.prepare((3,), "cpu")
+    assert repr(prepared) == "<prepared twice grid=(3,) on cpu>"
+    for n in (40, 17):  # the same prepared launch, other runtime scalars
+        out, want = torch.zeros(40), torch.zeros(40)
+        prepared(x, out, n)
+        k[3](x, want, n)
+        assert torch.equal(out, want) and torch.equal(out[:n], x[:n] * 2)
+
+
+def test_a_prepared_launch_checks_its_arguments_and_its_device():
+    k = twice_kernel("float32")
+    x = np.zeros(4, np.float32)
+    prepared = k.prepare(1, torch.device("cpu"))
+    with pytest.raises(LaunchError, match=r"^twice: a prepared launch takes 3 arguments "):
+        prepared(x, x)
+    with pytest.raises(LaunchError, match=r"^twice: argument 'n' must be an int \(int32\)"):
+        prepared(x, x, 4.0)
+    with pytest.raises(LaunchError, match=r"^twice: argument 'x' must be a float32 tensor"):
+        prepared(torch.zeros(4, dtype=torch.float16), x, 4)
+    for device in ("tpu", "meta", 3.5):
+        with pytest.raises(LaunchError, match=r"^twice: device must be 'cpu' or a CUDA device"):
+            k.prepare(1, device)
+    with pytest.raises(LaunchError, match=r"^twice: the grid must be 1 to 3 positive ints"):
+        k.prepare(0, "cpu")
+    with pytest.raises(LaunchError, match=r"^twice: unknown constants \['BLOCK'\]$"):
+        k.prepare(1, "cpu", BLOCK=4)
+    if not torch.cuda.is_available():
+        with pytest.raises(LaunchError, match=r"^twice: device cuda: no CUDA GPU is available"):
+            k.prepare(1, "cuda")
+
+
+@pytest.mark.gpu
+def test_a_prepared_launch_on_the_gpu_matches_the_interpreter():
+    x = torch.randn(50, device="cuda")
+    prepared = twice_kernel("float32").prepare((4,), "cuda")
+    out = torch.zeros_like(x)
+    prepared(x, out, 50)
+    torch.cuda.synchronize()
+    assert torch.equal(out, x * 2)
+    with pytest.raises(tilevm.TileVMError, match=r"argument 'x' must be on cuda:0; got cpu"):
+        prepared(x.cpu(), out, 50)

@@ -251,3 +251,51 @@ def test_after_the_first_launch_of_a_bucket_the_autotuner_is_not_consulted(monke
         x = torch.randn(m, 128).half()
         _check(quant_matmul(x, q), x, q)
     assert len(calls) == 2
+
+
+def test_a_shape_seen_before_launches_its_remembered_plan(monkeypatch):
+    module = importlib.import_module("tilevm.ops.quant_matmul")
+    made = []
+    plan = module._plan
+    monkeypatch.setattr(module, "_plan", lambda *a, **kw: made.append(a[0].shape) or plan(*a, **kw))
+    monkeypatch.setattr(module, "_PLANS", {})
+    monkeypatch.setattr(module, "_CHOSEN", {})
+    q = tilevm.quantize(torch.randn(64, 128), "int5", group_size=64)
+    for m in (3, 3, 3, 20, 20, 3):
+        x = torch.randn(m, 128).half()  # fresh data each call: the plan holds no tensors
+        _check(quant_matmul(x, q), x, q)
+    # A bucket's first call goes through the autotuner, the next makes the plan, later ones
+    # launch it.
+    assert made == [(3, 128), (3, 128), (20, 128), (20, 128)]
+
+
+def test_the_op_goes_through_the_dispatcher_where_a_mode_or_autograd_must_see_it():
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tilevm.ops.quant_matmul import _eager
+
+    class Calls(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    q = tilevm.quantize(torch.randn(64, 128), "int4", group_size=64)
+    x = torch.randn(2, 128).half()
+    assert _eager(x, q.packed, q.scales, None, None)
+    assert not _eager(x.requires_grad_(), q.packed)
+    x = x.detach()
+    with Calls():
+        assert not _eager(x, q.packed)
+    with Ops() as ops:
+        y = quant_matmul(x, q)
+    assert "tilevm.quant_matmul.default" in ops.seen
+    _check(y, x, q)

@@ -20,7 +20,7 @@ import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ..ir.program import Program
 from ..ir.verify import verify
 from .errors import KernelCompileError
 from .transpiler import KernelFunction, Source, Transpiler, _Return
+
+if TYPE_CHECKING:
+    from .launch import PreparedLaunch
 
 
 class LaunchError(TileVMError, ValueError):
@@ -199,6 +202,22 @@ class Kernel:
 
     def __call__(self, *args, **kwargs):
         raise LaunchError(f"launch a kernel with a grid: {self.__name__}[grid](...)")
+
+    def prepare(self, grid: Any, device: Any = "cpu", **constants: Any) -> PreparedLaunch:
+        """This kernel bound to its compile-time ``constants``, ``grid`` and ``device``.
+
+        The result launches with the tensor and scalar arguments alone, in the
+        kernel's order: ``prepare((4,), "cuda", BLOCK=128)(x, y, n)``. The
+        program is made (and on a GPU, built and loaded) here, once; a launch
+        then only checks and packs its arguments, a few microseconds of host
+        time where ``kernel[grid](...)`` binds and looks up everything again.
+        ``device`` is ``"cpu"`` (the interpreter) or a CUDA device (a
+        ``torch.device``, ``"cuda"``, ``"cuda:1"``).
+        """
+        from .launch import PreparedLaunch
+
+        grid = _grid(grid, self.__name__)
+        return PreparedLaunch(self, self.program(**constants), grid, device)
 
     def launch(self, grid: Any, args: Sequence[Any], kwargs: dict[str, Any], backend: str | None):
         try:

@@ -9,7 +9,6 @@ stores land in them directly; CUDA tensors are copied to the host and back.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -54,20 +53,83 @@ def run_on_gpu(kernel: Kernel, program: Program, grid: tuple[int, ...], values: 
     launch(build(program, devices.pop()), grid, values)
 
 
+class PreparedLaunch:
+    """A kernel bound to its constants, grid and device (:meth:`Kernel.prepare`).
+
+    Calling it with the kernel's tensor and scalar arguments, positionally in
+    the kernel's order, launches the program: on the CPU through
+    :func:`run_on_cpu`, with its checks; on a GPU through the built kernel's
+    :class:`~tilevm.runtime.build.Launcher`, which checks each argument
+    (device, dtype, contiguity, scalar range, alignment) and launches on
+    torch's current stream.
+    """
+
+    def __init__(self, kernel: Kernel, program: Program, grid: tuple[int, ...], device: Any):
+        self.kernel = kernel
+        self.program = program
+        self.grid = grid
+        self.names = tuple(p.name for p in program.params)
+        self.device = _device(kernel, device)
+        self._launcher = None
+        if self.device is not None:
+            from ..runtime.build import build
+
+            self._launcher = build(program, self.device).launcher
+
+    def __repr__(self) -> str:
+        where = "cpu" if self.device is None else f"cuda:{self.device}"
+        return f"<prepared {self.kernel.__name__} grid={self.grid} on {where}>"
+
+    def __call__(self, *args: Any) -> None:
+        if len(args) != len(self.names):
+            raise LaunchError(
+                f"{self.kernel.__name__}: a prepared launch takes {len(self.names)} arguments "
+                f"{self.names}; got {len(args)}"
+            )
+        if self._launcher is not None:
+            self._launcher(self.grid, args)
+        else:
+            run_on_cpu(self.kernel, self.program, self.grid, dict(zip(self.names, args)))
+
+
+def _device(kernel: Kernel, device: Any) -> int | None:
+    """The CUDA device index ``device`` names, or None for the CPU."""
+    if device == "cpu":
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (TypeError, RuntimeError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise LaunchError(
+            f"{kernel.__name__}: device must be 'cpu' or a CUDA device; got {device!r}"
+        )
+    if parsed.type == "cpu":
+        return None
+    if not torch.cuda.is_available():
+        raise LaunchError(
+            f"{kernel.__name__}: device {device}: no CUDA GPU is available (use 'cpu' for the "
+            "interpreter)"
+        )
+    return torch.cuda.current_device() if parsed.index is None else parsed.index
+
+
 def run_on_cpu(kernel: Kernel, program: Program, grid: tuple[int, ...], values: dict[str, Any]):
     from ..interp import run, storage_dtype
 
     args: dict[str, Any] = {}
     copy_back: list[tuple[Any, Any]] = []
     for p in kernel.params:
-        value = values[p.name]
         if p.kind == "pointer":
+            value = values[p.name]
             array, host = _as_array(kernel, p.name, p.dtype, value, storage_dtype(p.dtype))
             args[p.name] = array
             if host is not None:
                 copy_back.append((value, host))
         elif p.kind == "scalar":
-            args[p.name] = _scalar(kernel, p.name, p.dtype, value)
+            args[p.name] = _scalar(kernel, p.name, p.dtype, values[p.name])
     run(program, grid, args)
     for original, host in copy_back:
         original.copy_(host)
@@ -109,26 +171,9 @@ def _numpy_kind(t: Any) -> str:
 
 
 def _scalar(kernel: Kernel, name: str, dtype: DataType, value: Any) -> int | float:
-    where = f"{kernel.__name__}: argument {name!r}"
-    if isinstance(value, (bool, np.bool_)):
-        value = int(value)
-    if dtype.is_integer:
-        if not isinstance(value, (int, np.integer)):
-            raise LaunchError(f"{where} must be an int ({dtype}); got {value!r}")
-        if not dtype.min_value <= int(value) <= dtype.max_value:
-            raise LaunchError(
-                f"{where} must lie in {dtype.min_value}..{dtype.max_value} ({dtype}); got {value}"
-            )
-        return int(value)
-    if not isinstance(value, (int, float, np.integer, np.floating)):
-        raise LaunchError(f"{where} must be a number ({dtype}); got {value!r}")
-    value = float(value)
-    if math.isnan(value) and not dtype.has_nan:
-        raise LaunchError(f"{where} is NaN, which {dtype} cannot hold")
-    if math.isinf(value) and not dtype.has_inf:
-        raise LaunchError(f"{where} is {value}, which {dtype} cannot hold")
-    if math.isfinite(value) and abs(value) > dtype.max_value:
-        raise LaunchError(
-            f"{where} must lie in {dtype.min_value}..{dtype.max_value} ({dtype}); got {value}"
-        )
-    return value
+    from ..runtime.driver import scalar_value
+
+    try:
+        return scalar_value(dtype, value)
+    except ValueError as err:
+        raise LaunchError(f"{kernel.__name__}: argument {name!r} {err}") from None

@@ -174,7 +174,7 @@ def _counters(device: torch.device, count: int) -> torch.Tensor:
     zeroed once, when it is made (or grown). One per stream: launches on one
     stream run in order, launches on two streams must not share counters.
     """
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else None
+    stream = _current_stream()(device.index) if device.type == "cuda" else None
     key = (device, stream)
     have = _COUNTERS.get(key)
     if have is None or have.numel() < count:
@@ -182,9 +182,56 @@ def _counters(device: torch.device, count: int) -> torch.Tensor:
     return have
 
 
+@functools.cache
+def _current_stream():
+    from ..runtime.driver import current_stream_getter
+
+    return current_stream_getter()
+
+
+_UNREAD: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _unread(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A float32 and an int32 tensor to pass for the workspace and counters of a launch that does
+    not split k (the kernels read neither then)."""
+    have = _UNREAD.get(device)
+    if have is None:
+        have = _UNREAD[device] = (
+            torch.empty(1, dtype=torch.float32, device=device),
+            torch.empty(1, dtype=torch.int32, device=device),
+        )
+    return have
+
+
 def _aligned(t: torch.Tensor) -> torch.Tensor:
     """``t``, or a copy of it where its start is not 16-byte aligned (a view with an offset)."""
     return t.clone() if t.data_ptr() % 16 else t
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A launch worked out once for its shape: the kernel bound to its constants, grid and
+    device (:meth:`tilevm.lang.Kernel.prepare`), and how many ways it splits k."""
+
+    launch: Any  # tilevm.lang.launch.PreparedLaunch
+    splits: int
+
+    def __call__(self, x, packed, scales, zeros, bias, out, m, n, k) -> None:
+        grid = self.launch.grid
+        if self.splits > 1:
+            work = torch.empty((self.splits, m, n), dtype=torch.float32, device=x.device)
+            counters = _counters(x.device, grid[0] * grid[1])
+        else:
+            work, counters = _unread(x.device)
+        zeros = x if zeros is None else zeros  # not read without HAS_ZEROS
+        bias = x if bias is None else bias  # not read without HAS_BIAS
+        self.launch(x, packed, scales, zeros, bias, out, work, counters, m, n, k, packed.shape[1])
+
+
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+MAX_PLANS = 4096
+"""Launch plans kept (one per device, shape and weight format); the oldest go beyond it."""
 
 
 def _run(
@@ -199,8 +246,14 @@ def _run(
     zero_offset: int,
     cfg: Config | None = None,
 ) -> torch.Tensor:
+    """The op's implementation: checks of alignment, then the launch.
+
+    A shape seen before launches through its :class:`_Plan` (a few
+    microseconds of host time); a new one works out its config (tuning it on
+    a GPU when the autotuner has no choice yet for its bucket) and, once the
+    choice is known, makes the plan. ``cfg`` forces a launch (tests).
+    """
     m, k = x.shape
-    act = ACTIVATION_DTYPES[x.dtype]
     # The kernels' vector accesses need 16-byte aligned starts (here, not in quant_matmul:
     # torch.compile traces that one, and a traced tensor has no address).
     x = _aligned(x)
@@ -208,6 +261,29 @@ def _run(
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return out
+    key = None
+    if cfg is None:
+        flags = (zeros is not None, zero_offset, bias is not None)
+        key = (x.device, x.dtype, m, n, k, wtype, group_size, *flags, enabled())
+        plan = _PLANS.get(key)
+        if plan is not None:
+            plan(x, packed, scales, zeros, bias, out, m, n, k)
+            return out
+    plan = _plan(x, packed, scales, zeros, bias, out, wtype, group_size, n, zero_offset, cfg)
+    if plan is not None:
+        if key is not None:
+            if len(_PLANS) >= MAX_PLANS:
+                del _PLANS[next(iter(_PLANS))]
+            _PLANS[key] = plan
+        plan(x, packed, scales, zeros, bias, out, m, n, k)
+    return out
+
+
+def _plan(x, packed, scales, zeros, bias, out, wtype, group_size, n, zero_offset, cfg):
+    """The plan of a launch with ``cfg`` (None: the tuned choice, when known); None when the
+    autotuner had to choose, in which case it has launched the kernel itself."""
+    m, k = x.shape
+    act = ACTIVATION_DTYPES[x.dtype]
     tuned = cfg is None
     cfg = cfg or choose_config(m, n, k, wtype.nbits, x.device)
     n_tiles = packed.shape[1]
@@ -218,7 +294,7 @@ def _run(
             f"config {cfg}: the kernel splits {k_tiles} k tiles {cfg.splits} ways, "
             f"{-(-k_tiles // cfg.splits)} a split; k_tiles_per_split says {cfg.k_tiles_per_split}"
         )
-    types = (wtype, 0 if group_size == -1 else group_size)
+    types = {"WTYPE": wtype, "GROUP": 0 if group_size == -1 else group_size}
     flags = {
         "HAS_ZEROS": zeros is not None,
         "ZERO_OFFSET": zero_offset,
@@ -245,9 +321,13 @@ def _run(
             return (mb, -(-n_tiles // a["WARPS"]), splits if tuned else cfg.splits)
 
     chosen = given if tuner is None else _chosen(tuner, x, m, n, k, types, flags)
-    grids = [grid_of(c) for c in ([chosen] if chosen is not None else tuner.configs)]
-    # The workspace of partial sums and a counter per output tile, for whichever shape runs;
-    # without splits the kernels read neither.
+    if chosen is not None:
+        grid = grid_of(chosen)
+        launch = kernel.prepare(grid, x.device, **types, **fixed, **chosen, **flags)
+        return _Plan(launch, grid[2])
+    # Tune (or take the recorded choice) and launch, then remember the choice. The workspace
+    # of partial sums and a counter per output tile serve whichever config runs.
+    grids = [grid_of(c) for c in tuner.configs]
     most = max(g[2] for g in grids)
     work = torch.empty((most, m, n) if most > 1 else (1,), dtype=torch.float32, device=x.device)
     counters = _counters(x.device, max(g[0] * g[1] for g in grids) if most > 1 else 1)
@@ -265,12 +345,9 @@ def _run(
         k,
         n_tiles,
     )
-    if chosen is None:  # tune (or take the recorded choice), launch, remember
-        tuner[grid_of](*head, *types, **fixed, **flags)
-        _remember(tuner, x, m, n, k, types, flags)
-    else:
-        kernel[grid_of(chosen)](*head, *types, **fixed, **chosen, **flags)
-    return out
+    tuner[grid_of](*head, *types.values(), **fixed, **flags)
+    _remember(tuner, x, m, n, k, types, flags)
+    return None
 
 
 # A launch's tuned tile shape, once known: later launches of the bucket skip the autotuner's
@@ -280,7 +357,7 @@ _CHOSEN: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 def _chosen_key(tuner: Autotuner, x: torch.Tensor, m, n, k, types, flags) -> tuple[Any, ...]:
     sizes = tuple(next_power_of_two(v) for v in (m, n, k))
-    return (id(tuner), x.device, enabled(), *sizes, *types, flags["HAS_ZEROS"])
+    return (id(tuner), x.device, enabled(), *sizes, *types.values(), flags["HAS_ZEROS"])
 
 
 def _chosen(tuner: Autotuner, x: torch.Tensor, m, n, k, types, flags) -> dict[str, Any] | None:
@@ -292,7 +369,7 @@ def _remember(tuner: Autotuner, x: torch.Tensor, m, n, k, types, flags) -> None:
     """After the autotuner launched: keep its choice for the bucket (the default off the GPU)."""
     if x.device.type == "cuda" and x.device.index != torch.cuda.current_device():
         return  # best_config answers for the current device
-    key = dict(m=m, n=n, k=k, WTYPE=types[0], GROUP=types[1], HAS_ZEROS=flags["HAS_ZEROS"])
+    key = dict(m=m, n=n, k=k, **types, HAS_ZEROS=flags["HAS_ZEROS"])
     best = tuner.best_config(**key)
     if best is not None:
         _CHOSEN[_chosen_key(tuner, x, m, n, k, types, flags)] = best
@@ -376,18 +453,50 @@ def quant_matmul(
     _check(x, qweight, bias)
     n, k = qweight.shape
     x2 = x.reshape(-1, k).contiguous()
-    y = torch.ops.tilevm.quant_matmul(
-        x2,
-        qweight.packed,
-        qweight.scales,
-        qweight.zeros,
-        None if bias is None else bias.contiguous(),
-        str(qweight.dtype),
-        qweight.group_size,
-        n,
-        qweight.zero_offset,
-    )
+    bias = None if bias is None else bias.contiguous()
+    w = qweight
+    if _eager(x2, w.packed, w.scales, w.zeros, bias):
+        y = _run(x2, w.packed, w.scales, w.zeros, bias, w.dtype, w.group_size, n, w.zero_offset)
+    else:
+        y = torch.ops.tilevm.quant_matmul(
+            x2, w.packed, w.scales, w.zeros, bias, str(w.dtype), w.group_size, n, w.zero_offset
+        )
     return y.reshape(*x.shape[:-1], n)
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _eager(*tensors: torch.Tensor | None) -> bool:
+    """Whether calling the op's implementation directly does exactly what calling the op would.
+
+    True for plain tensors with no autograd to record, outside ``torch.compile``
+    and jit tracing, with no dispatch or function mode and no functorch
+    transform active: then :func:`quant_matmul` skips the dispatcher, about
+    15 µs of host time a call. Otherwise the op runs, so that modes, tracing
+    and autograd see it.
+    """
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) not in _PLAIN or (grad and t.requires_grad)):
+            return False
+    return not _modes_active()
+
+
+def _modes_active() -> bool:
+    """Any torch dispatch mode, function mode or functorch transform active (True when this
+    torch lacks the private functions that say)."""
+    c = torch._C
+    try:
+        return bool(
+            c._len_torch_dispatch_stack()
+            or c._len_torch_function_stack()
+            or c._functorch.peek_interpreter_stack() is not None
+        )
+    except AttributeError:
+        return True
 
 
 __all__ = ["ACTIVATION_DTYPES", "Config", "choose_config", "quant_matmul"]

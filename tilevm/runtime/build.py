@@ -3,22 +3,32 @@
 ``build(program, device)`` runs the pass pipeline, emits CUDA C++, compiles
 it through the disk cache for the device's own architecture, checks the
 ptxas report (no spills) and loads the cubin; results are kept per program and
-device. ``launch`` checks every argument the generated code relies on (device,
-dtype, contiguity, the alignment and divisibility it assumed) before packing
-the arguments and launching on torch's current stream.
+device. A :class:`Launcher` (one per built kernel) checks every argument the
+generated code relies on (device, dtype, contiguity, the range of scalars, the
+alignment and divisibility it assumed) before packing the arguments and
+launching on torch's current stream; ``launch`` calls it with arguments by
+name.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..dtypes import library_name
 from ..errors import TileVMError
 from ..ir.program import Program
-from .driver import LoadedKernel, PackedArgs, scalar_ctype
+from .driver import (
+    ArgumentPacker,
+    LoadedKernel,
+    current_stream_getter,
+    scalar_ctype,
+    scalar_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,11 @@ class Built:
     cuda: Any  # tilevm.codegen.CudaKernel
     module: Any  # tilevm.runtime.compiler.CompiledModule
     kernel: LoadedKernel
+
+    @functools.cached_property
+    def launcher(self) -> Launcher:
+        """The kernel's :class:`Launcher` (made on first use)."""
+        return Launcher(self)
 
 
 _built: dict[tuple[int, int], Built] = {}
@@ -67,32 +82,87 @@ def build(program: Program, device: int) -> Built:
 
 
 def launch(built: Built, grid: tuple[int, ...], values: dict[str, Any]) -> None:
-    """Check the arguments against the compiled kernel's needs, then launch it."""
-    import torch
+    """Check the arguments (by parameter name) against the compiled kernel's needs, then launch
+    it on torch's current stream."""
+    built.launcher(grid, [values[p.name] for p in built.program.params])
 
-    name = built.cuda.name
-    device = built.kernel.device
-    packed = []
-    for param in built.program.params:
-        value = values[param.name]
-        where = f"{name}: argument {param.name!r}"
-        if param.kind == "pointer":
+
+class Launcher:
+    """Checks, packs and launches one built kernel's arguments, given in parameter order.
+
+    What does not depend on the values (the torch dtype of each pointer, the
+    C type and range of each scalar, which assumptions concern which argument,
+    the packing structure) is worked out once, here, so that a launch costs a
+    few microseconds of Python on top of the driver call.
+    """
+
+    def __init__(self, built: Built):
+        import torch
+
+        self.built = built
+        self.name = built.cuda.name
+        self.device = built.kernel.torch_device
+        params = built.program.params
+        self.names = tuple(p.name for p in params)
+        self.pointers = tuple(
+            (i, getattr(torch, library_name(p.dtype), None))
+            for i, p in enumerate(params)
+            if p.kind == "pointer"
+        )
+        types = [ctypes.c_void_p if p.kind == "pointer" else scalar_ctype(p.dtype) for p in params]
+        self.scalars = tuple((i, p.dtype) for i, p in enumerate(params) if p.kind != "pointer")
+        index = {name: i for i, name in enumerate(self.names)}
+        self.assumptions = tuple((index[a.param], a) for a in built.cuda.assumptions)
+        self.packer = ArgumentPacker(types)
+        self.stream = current_stream_getter()
+
+    def __call__(self, grid: tuple[int, ...], args: Sequence[Any], stream: int | None = None):
+        """Launch on ``grid`` with ``args`` (one per parameter, in order) on ``stream`` (torch's
+        current stream of the kernel's device when None)."""
+        import torch
+
+        if len(args) != len(self.names):
+            raise LaunchCheckError(
+                f"{self.name}: takes {len(self.names)} arguments {self.names}; got {len(args)}"
+            )
+        values = list(args)
+        for i, dtype in self.pointers:
+            value = args[i]
             if not isinstance(value, torch.Tensor):
                 raise LaunchCheckError(
-                    f"{where} must be a torch tensor on cuda:{device}; got {type(value).__name__}"
+                    f"{self._where(i)} must be a torch tensor on {self.device}; got "
+                    f"{type(value).__name__}"
                 )
-            if value.device != torch.device("cuda", device):
-                raise LaunchCheckError(f"{where} must be on cuda:{device}; got {value.device}")
-            if value.dtype != getattr(torch, library_name(param.dtype), None):
-                raise LaunchCheckError(f"{where} must be a {param.dtype} tensor; got {value.dtype}")
+            if value.device != self.device:
+                raise LaunchCheckError(
+                    f"{self._where(i)} must be on {self.device}; got {value.device}"
+                )
+            if value.dtype != dtype:
+                raise LaunchCheckError(
+                    f"{self._where(i)} must be a {self.built.program.params[i].dtype} tensor; "
+                    f"got {value.dtype}"
+                )
             if not value.is_contiguous():
-                raise LaunchCheckError(f"{where} must be contiguous; got strides {value.stride()}")
-            packed.append(ctypes.c_void_p(value.data_ptr()))
-        else:
-            packed.append(scalar_ctype(param.dtype)(value))
-    for assumption in built.cuda.assumptions:
-        ok, message = assumption.check(values)
-        if not ok:
-            raise LaunchCheckError(f"{name}: {message}")
-    stream = torch.cuda.current_stream(device).cuda_stream
-    built.kernel.launch(grid, PackedArgs(packed), stream)
+                raise LaunchCheckError(
+                    f"{self._where(i)} must be contiguous; got strides {value.stride()}"
+                )
+            values[i] = value.data_ptr()
+        for i, dtype in self.scalars:
+            value = args[i]
+            if type(value) is not int or not dtype.min_value <= value <= dtype.max_value:
+                try:  # not the common case of an int in range: the full check
+                    values[i] = scalar_value(dtype, value)
+                except ValueError as err:
+                    raise LaunchCheckError(f"{self._where(i)} {err}") from None
+        for i, assumption in self.assumptions:
+            ok, message = assumption.check({assumption.param: values[i]})
+            if not ok:
+                raise LaunchCheckError(f"{self.name}: {message}")
+        held, params = self.packer.pack(values)
+        if stream is None:
+            stream = self.stream(self.built.kernel.device)
+        self.built.kernel.launch(grid, params, stream)
+        del held  # alive until the driver has copied the arguments
+
+    def _where(self, i: int) -> str:
+        return f"{self.name}: argument {self.names[i]!r}"

@@ -7,16 +7,22 @@ CUDA graph (notes/runtime.md records that this was checked on an H100).
 
 Launch arguments are packed once per call into a ``void**`` array of
 addresses of ctypes values (the cheap path: about 5 µs per launch from
-Python, against about 13 µs when cuda-python converts a tuple each time). The
-ctypes values must outlive the launch call, so the array keeps them.
+Python, against about 13 µs when cuda-python converts a tuple each time);
+:class:`ArgumentPacker` does it with one ctypes structure per kernel
+signature. The packed values must outlive the launch call, so the caller
+keeps them until it returns.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-from dataclasses import dataclass, field
+import math
+import numbers
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from ..dtypes import DataType
 from ..errors import TileVMError
@@ -85,21 +91,54 @@ def scalar_ctype(dtype: DataType) -> type:
         raise TileVMError(f"scalar kernel parameters of type {dtype} are not supported") from None
 
 
-@dataclass
-class PackedArgs:
-    """A ``void**`` array of argument addresses and the ctypes values it points to."""
+def scalar_value(dtype: DataType, value: Any) -> int | float:
+    """``value`` as the Python number a scalar kernel parameter of ``dtype`` receives.
 
-    values: list[Any]
-    array: Any = field(init=False)
+    Raises ValueError (saying what was expected, for the caller to prefix with
+    the argument's name) for a value of the wrong kind or out of ``dtype``'s
+    range; bools count as ints, and integer parameters take no floats.
+    """
+    out_of_range = f"must lie in {dtype.min_value}..{dtype.max_value} ({dtype}); got"
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    if dtype.is_integer:
+        if not isinstance(value, numbers.Integral):
+            raise ValueError(f"must be an int ({dtype}); got {value!r}")
+        value = int(value)
+        if not dtype.min_value <= value <= dtype.max_value:
+            raise ValueError(f"{out_of_range} {value}")
+        return value
+    if not isinstance(value, numbers.Real):
+        raise ValueError(f"must be a number ({dtype}); got {value!r}")
+    value = float(value)
+    if math.isnan(value) and not dtype.has_nan:
+        raise ValueError(f"is NaN, which {dtype} cannot hold")
+    if math.isinf(value) and not dtype.has_inf:
+        raise ValueError(f"is {value}, which {dtype} cannot hold")
+    if math.isfinite(value) and abs(value) > dtype.max_value:
+        raise ValueError(f"{out_of_range} {value}")
+    return value
 
-    def __post_init__(self) -> None:
-        self.array = (ctypes.c_void_p * len(self.values))(
-            *(ctypes.addressof(v) for v in self.values)
-        )
 
-    @property
-    def address(self) -> int:
-        return ctypes.addressof(self.array)
+class ArgumentPacker:
+    """Packs a kernel's arguments for ``cuLaunchKernel``: one ctypes structure per signature.
+
+    ``pack(values)`` fills a structure with the values (pointer addresses as
+    ints, scalars) in one call and returns it with the ``void**`` array of
+    its fields' addresses; both must stay alive until the launch returns.
+    """
+
+    def __init__(self, types: Sequence[type]):
+        fields = [(f"a{i}", t) for i, t in enumerate(types)]
+        self.struct = type("KernelArguments", (ctypes.Structure,), {"_fields_": fields})
+        self.offsets = tuple(getattr(self.struct, name).offset for name, _ in fields)
+        self.array = ctypes.c_void_p * max(len(fields), 1)
+
+    def pack(self, values: Sequence[Any]) -> tuple[Any, Any]:
+        """The structure holding ``values`` and the array of its fields' addresses."""
+        held = self.struct(*values)
+        base = ctypes.addressof(held)
+        return held, self.array(*[base + offset for offset in self.offsets])
 
 
 class LoadedKernel:
@@ -109,6 +148,7 @@ class LoadedKernel:
         ensure_context(device)
         cu = driver()
         self.name = name
+        self.torch_device = _torch_device(device)
         self.num_threads = num_threads
         self.shared_bytes = shared_bytes
         self.device = device
@@ -120,7 +160,9 @@ class LoadedKernel:
             attr = cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
             check(cu.cuFuncSetAttribute(self.function, attr, shared_bytes), "cuFuncSetAttribute")
 
-    def launch(self, grid: tuple[int, ...], args: PackedArgs, stream: int) -> None:
+    def launch(self, grid: tuple[int, ...], params: Any, stream: int) -> None:
+        """Launch on ``stream`` with ``params``, the ``void**`` array of argument addresses
+        (:meth:`ArgumentPacker.pack`)."""
         cu = driver()
         gx, gy, gz = (*grid, 1, 1)[:3]
         check(
@@ -134,8 +176,29 @@ class LoadedKernel:
                 1,
                 self.shared_bytes,
                 stream,
-                args.address,
+                ctypes.addressof(params),
                 0,
             ),
             f"cuLaunchKernel({self.name})",
         )
+
+
+def _torch_device(index: int) -> Any:
+    import torch
+
+    return torch.device("cuda", index)
+
+
+def current_stream_getter():
+    """A function of a device index giving torch's current stream there as a raw handle.
+
+    torch's private ``_cuda_getCurrentRawStream`` (what Triton's launcher
+    uses) skips building a ``torch.cuda.Stream`` per launch; without it, the
+    public ``torch.cuda.current_stream(index).cuda_stream``.
+    """
+    import torch
+
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return raw
+    return lambda index: torch.cuda.current_stream(index).cuda_stream
