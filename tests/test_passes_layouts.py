@@ -142,6 +142,23 @@ def test_clashing_layouts_get_a_conversion_before_the_instruction_that_needs_it(
     np.testing.assert_array_equal(data, np.arange(32, dtype=np.float32) * 2)
 
 
+def test_a_dot_operand_loaded_in_another_layout_is_converted_to_its_fragment():
+    b = Builder("fixed_operand", num_warps=1)
+    x, y = b.pointer("x", float16), b.pointer("y", float32)
+    ga, gc = b.global_view(x, None, [16, 16]), b.global_view(y, None, [16, 8])
+    a = b.load_global(ga, [0, 0], [16, 16], layout=spatial(8, 4) * local(2, 4))  # no fragment
+    w = b.load_global(ga, [0, 0], [16, 8])
+    b.store_global(gc, b.dot(a, w, b.full([16, 8], 0.0, float32)), [0, 0])
+    inferred = infer_layouts(b.finish())
+    assert format_program(inferred).count("convert_layout") == 1
+    dot = next(inst for inst, _ in register_tiles(inferred) if isinstance(inst, I.Dot))
+    assert (dot.a.layout, dot.b.layout, dot.out.layout) == (
+        mma_m16n8k16_a(),
+        mma_m16n8k16_b(),
+        mma_m16n8k16_c(),
+    )
+
+
 def test_a_broadcast_operand_gets_the_result_layout_reduced_over_the_broadcast_dims():
     b = Builder("bias", num_warps=1)
     x = b.pointer("x", float16)

@@ -25,6 +25,8 @@ CASES = [(f"int{b}", 16) for b in range(2, 9)] + [
     ("float4_e2m1", 16),
     ("float8_e4m3", 16),
 ]
+# 8-row blocks (up to 8 rows of x): the weights are the mma's A operand
+CASES += [(w, 8) for w in ("uint1", "int3", "int4", "int6", "int8", "float4_e2m1", "float8_e4m3")]
 
 
 def _program(wtype: str, block_m: int, act=tilevm.float16, **kw):
@@ -67,8 +69,10 @@ def test_weights_arrive_in_16_byte_loads_and_feed_the_tensor_cores(compiled, wty
     # 64 deep x 64 wide per warp and tile: 4 x 8 mma per 16 rows of the block, and the loop's
     # body holds two tiles (one per shared buffer of x)
     assert ptx.count("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32") == 64 * block_m // 16
-    # x is staged with 16-byte cp.async and read as A fragments with ldmatrix
-    assert "cp.async.cg.shared.global" in ptx and "ldmatrix.sync.aligned.m8n8.x4" in ptx
+    # x is staged with 16-byte cp.async and read with ldmatrix: 16 x 16 A fragments, or at 8
+    # rows 8 x 16 B fragments (x^T, the mma's n8 operand)
+    ldmatrix = "ldmatrix.sync.aligned.m8n8.x4" if block_m == 16 else "ldmatrix.sync.aligned.m8n8.x2"
+    assert "cp.async.cg.shared.global" in ptx and ldmatrix in ptx
     if tilevm.dtype(wtype).is_integer:
         assert "lop3.b32" in ptx
     else:
@@ -141,12 +145,15 @@ def test_every_prefill_tile_shape_compiles_without_spills_and_pipelines_x(config
     assert ptx.count("ld.global.v4.u32") + ptx.count("ld.global.nc.v4.u32") >= 2 * nbits
 
 
+@pytest.mark.parametrize("block_m", [8, 16])
 @pytest.mark.parametrize("warps", [c["WARPS"] for c in DECODE_CONFIGS])
 @pytest.mark.parametrize("wtype", ["int4", "uint8", "float6_e3m2"])
-def test_every_decode_width_the_tuner_tries_compiles_without_spills(wtype, warps):
-    kernel = emit_cuda(run_pipeline(_program(wtype, 16, WARPS=warps)))
+def test_every_decode_width_the_tuner_tries_compiles_without_spills(wtype, warps, block_m):
+    kernel = emit_cuda(run_pipeline(_program(wtype, block_m, WARPS=warps)))
+    assert "scratch" not in kernel.source  # the transposes of 8-row blocks move no data
     for target in TARGETS:
         module = compile_kernel(kernel.source, kernel.name, target)
         assert module.report.spill_bytes == 0, (target, module.log)
-        # 4 k steps x 8 per warp and tile, two tiles (x's two shared buffers) in the loop
-        assert module.ptx.count("mma.sync.aligned.m16n8k16") == 64
+        # 4 k steps x 8 per warp and tile (x 16 rows / 16 per mma, or 8 rows / 8), two tiles
+        # (x's two shared buffers) in the loop
+        assert module.ptx.count("mma.sync.aligned.m16n8k16") == 64 * block_m // 16

@@ -116,7 +116,9 @@ def test_bad_inputs_name_the_argument():
 
 def test_the_interpreter_runs_unsplit_decode_blocks_and_the_first_prefill_shape():
     cpu = torch.device("cpu")
-    assert choose_config(1, 4096, 4096, 4, cpu) == Config(16, 4, 1, 64)
+    assert choose_config(1, 4096, 4096, 4, cpu) == Config(8, 4, 1, 64)
+    assert choose_config(8, 4096, 4096, 4, cpu) == Config(8, 4, 1, 64)
+    assert choose_config(9, 4096, 4096, 4, cpu) == Config(16, 4, 1, 64)
     assert choose_config(16, 100, 96, 3, cpu) == Config(16, 2, 1, 2)
     assert choose_config(17, 100, 96, 3, cpu) == Config(64, 2, 1, 2, prefill=True, warps_m=2)
     assert choose_config(300, 4096, 4096, 3, cpu).num_warps == 4
@@ -299,3 +301,29 @@ def test_the_op_goes_through_the_dispatcher_where_a_mode_or_autograd_must_see_it
         y = quant_matmul(x, q)
     assert "tilevm.quant_matmul.default" in ops.seen
     _check(y, x, q)
+
+
+@pytest.mark.parametrize(
+    ("name", "group", "zero_point", "m", "splits"),
+    [
+        ("int4", 128, False, 1, 1),
+        ("uint3", 64, True, 5, 2),
+        ("float6_e3m2", -1, False, 8, 1),
+        ("uint1", 32, True, 3, 3),
+        ("int8", 64, False, 13, 1),  # two blocks of 8 rows, the second partial
+        ("float8_e4m3", 128, False, 2, 2),
+    ],
+)
+def test_eight_row_blocks_swap_the_mma_operands_and_give_the_bits_of_sixteen_row_ones(
+    name, group, zero_point, m, splits
+):
+    n, k = 192, 384
+    gen = torch.Generator().manual_seed(m * 7 + splits)
+    q = tilevm.quantize(torch.randn(n, k, generator=gen), name, group, zero_point)
+    x = torch.randn(m, k, generator=gen).half()
+    bias = torch.randn(n, generator=gen).half()
+    args = (x, q.packed, q.scales, q.zeros, bias, q.dtype, q.group_size, n, q.zero_offset)
+    per_split = -(-6 // splits)
+    eight = _run(*args, cfg=Config(8, 2, splits, per_split))
+    _check(eight, x, q, bias)
+    assert torch.equal(eight, _run(*args, cfg=Config(16, 1, splits, per_split)))

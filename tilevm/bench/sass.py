@@ -90,13 +90,14 @@ def _opcode(instruction: str) -> str:
     return re.sub(r"^@!?U?P\w+\s+", "", instruction).split()[0].split(".")[0]
 
 
-def tile_counts(sass: str) -> tuple[float, collections.Counter]:
-    """(instructions per 32 HMMA, opcode counts per 32 HMMA) of the blocks that hold HMMAs."""
+def tile_counts(sass: str, hmma_per_tile: int = 32) -> tuple[float, collections.Counter]:
+    """(instructions, opcode counts) of the blocks that hold HMMAs, per ``hmma_per_tile`` HMMA
+    (a 64 x 64 weight tile and warp: 32 at 16 rows, 16 in the swap-AB kernel's 8)."""
     body = [i for block in _instructions(sass) if any("HMMA" in i for i in block) for i in block]
     ops = collections.Counter(_opcode(i) for i in body)
     if not ops["HMMA"]:
         raise ValueError("the kernel has no HMMA instruction")
-    scale = 32 / ops["HMMA"]
+    scale = hmma_per_tile / ops["HMMA"]
     return len(body) * scale, collections.Counter({k: v * scale for k, v in ops.items()})
 
 
@@ -124,6 +125,8 @@ def _program(t, act, kernel: str):
     )
     if kernel == "decode":
         return GEMM[act].program(BLOCK_M=16, WARPS=4, **common)
+    if kernel == "decode8":
+        return GEMM[act].program(BLOCK_M=8, WARPS=4, **common)
     shape = PREFILL_CONFIGS[int(kernel.removeprefix("prefill"))]
     return GEMM_TC[act].program(PARTIAL=False, **shape, **common)
 
@@ -136,7 +139,7 @@ def count(t, act, kernel: str, arch: str, nvdisasm: str) -> dict:
 
     source = emit_cuda(run_pipeline(_program(t, act, kernel)))
     module = compile_kernel(source.source, source.name, arch)
-    total, ops = tile_counts(disassemble(module.cubin, nvdisasm))
+    total, ops = tile_counts(disassemble(module.cubin, nvdisasm), 16 if kernel == "decode8" else 32)
     return {
         "registers": module.kernel.registers,
         "spills": module.report.spill_bytes,
@@ -155,8 +158,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernel",
         default="decode",
-        choices=("decode", "prefill0", "prefill1", "prefill2"),
-        help="decode (16 rows, 4 warps) or prefillI, the I-th prefill tile shape (default decode)",
+        choices=("decode", "decode8", "prefill0", "prefill1", "prefill2"),
+        help="decode (16 rows, 4 warps), decode8 (8 rows, 4 warps: swap-AB) or "
+        "prefillI, the I-th prefill tile shape (default decode)",
     )
     parser.add_argument("--act", default="float16", choices=("float16", "bfloat16"))
     parser.add_argument("--arch", default="sm_90a", help="the target (default sm_90a)")

@@ -13,6 +13,8 @@ casts saturating); integers compute in ``long long`` and wrap to their width.
 A cast of a type of at most 8 bits to float16 or bfloat16 instead converts
 two registers at a time with the bit tricks of :mod:`.dequant`.
 
+A transpose (``trans``) only renames: its operand's layout is the result's
+with the dimensions swapped, so a thread's registers stay where they are.
 Moving elements between threads (``convert_layout``, a ``reshape`` whose
 layouts do not line up, ``print`` of a tile) goes through shared memory: the
 owner of each element stores it row-major, a barrier, every thread loads what
@@ -487,6 +489,16 @@ def _reshape(em: Emitter, inst: I.Reshape) -> None:
 def _slice(em: Emitter, inst: I.Slice) -> None:
     shift = np.array(inst.offsets)
     _move(em, inst.out, inst.x, lambda index: index + shift, inst.offsets)
+
+
+@EMIT.rule(I.Transpose)
+def _transpose(em: Emitter, inst: I.Transpose) -> None:
+    """Register copies, which the compiler renames away: layout inference gave ``x`` the
+    result's layout with its dimensions swapped, so each thread holds what it needs."""
+    out, x = inst.out, inst.x
+    name, src = em.declare(out), em.tile(x)
+    regs = registers_for(em, out, x, lambda index: index[..., ::-1])
+    em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {src}[{idx(1)}];"])
 
 
 def _row_major(shape) -> tuple[int, ...]:

@@ -92,6 +92,11 @@ def _slice(m: Machine, inst: I.Slice) -> None:
     m.set_tile(inst.out, m.tile(inst.x)[index].copy())
 
 
+@RULES.rule(I.Transpose)
+def _transpose(m: Machine, inst: I.Transpose) -> None:
+    m.set_tile(inst.out, m.tile(inst.x).T.copy())
+
+
 @RULES.rule(I.ConvertLayout)
 def _convert_layout(m: Machine, inst: I.ConvertLayout) -> None:
     """Layouts place values on threads; the logical tile is unchanged."""

@@ -27,7 +27,7 @@ import numpy as np
 from .. import dtypes
 from ..dtypes import DataType
 from ..errors import LayoutError, TileVMError
-from ..layouts.ops import part
+from ..layouts.ops import part, permute
 from ..layouts.register import RegisterLayout
 from ..layouts.view import check_view_legal, view_layout
 from . import inst as I
@@ -411,6 +411,13 @@ class Builder:
         if x.layout is not None and not any(o % s for o, s in zip(starts, shape)):
             layout = part(x.layout, shape)  # an aligned part of a repeat: its registers
         return self.emit(I.Slice(RegisterTensor(x.dtype, shape, layout), x, starts))
+
+    def trans(self, x: RegisterTensor) -> RegisterTensor:
+        _expect(x, RegisterTensor, "trans")
+        if x.rank != 2:
+            raise IRError(f"trans: needs a 2-D tile; got shape {list(x.shape)}")
+        layout = None if x.layout is None else permute(x.layout, (1, 0))
+        return self.emit(I.Transpose(RegisterTensor(x.dtype, x.shape[::-1], layout), x))
 
     def assign(self, dst: RegisterTensor, src: RegisterTensor) -> None:
         _expect(src, RegisterTensor, "assign")

@@ -322,6 +322,23 @@ class Slice(Instruction):
 
 
 @_inst
+class Transpose(Instruction):
+    """``out[j, i]`` = ``x[i, j]`` for a 2-D tile: ``out``'s layout is ``x``'s with its two
+    dimensions swapped, so every thread keeps its registers and no data moves.
+
+    Layout inference gives the two tiles such layouts (a conversion of ``x``
+    where other demands clash): a dequantised weight tile read as the A
+    operand of a dot, an accumulator stored transposed.
+    """
+
+    out: RegisterTensor
+    x: RegisterTensor
+    loc: SourceLoc | None = None
+
+    INPUTS = ("x",)
+
+
+@_inst
 class ConvertLayout(Instruction):
     """``out`` = ``x`` moved to ``out.layout`` (through shared memory on a GPU).
 

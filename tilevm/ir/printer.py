@@ -368,6 +368,11 @@ def _slice(inst: I.Slice, p: Printer) -> str:
     return p.define(inst.out, f"slice {p.name(inst.x)} at {list(inst.offsets)}")
 
 
+@PRINT_RULES.rule(I.Transpose)
+def _transpose(inst: I.Transpose, p: Printer) -> str:
+    return p.define(inst.out, f"trans {p.name(inst.x)}")
+
+
 @PRINT_RULES.rule(I.ConvertLayout)
 def _convert_layout(inst: I.ConvertLayout, p: Printer) -> str:
     return p.define(inst.out, f"convert_layout {p.name(inst.x)}")

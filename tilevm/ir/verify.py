@@ -736,6 +736,15 @@ def _slice(inst: I.Slice, c: Checker) -> None:
     c.result(out, x.dtype, out.shape, "slice")
 
 
+@VERIFY_RULES.rule(I.Transpose)
+def _transpose(inst: I.Transpose, c: Checker) -> None:
+    x = inst.x
+    c.expect(x, RegisterTensor, "trans")
+    if x.rank != 2:
+        c.fail(f"trans: needs a 2-D tile; got shape {_shape_text(x.shape)}")
+    c.result(inst.out, x.dtype, x.shape[::-1], "trans")
+
+
 @VERIFY_RULES.rule(I.Assign)
 def _assign(inst: I.Assign, c: Checker) -> None:
     dst, src = inst.out, inst.x

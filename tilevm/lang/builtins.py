@@ -22,7 +22,7 @@ function                      what it does
 ``exp log sqrt abs``          elementwise; ``minimum maximum where`` too
 ``dot(a, b, c)``              ``c + a @ b`` with float32 (int32) accumulation
 ``sum/max/min(x, dims)``      reductions (reduced dims keep extent 1 unless keepdims=False)
-``reshape annotate_layout``   shape and layout
+``reshape annotate_layout``   shape and layout; ``trans(x)`` swaps a 2-D tile's dimensions
 ``range(..., unroll=k)``      a loop in the kernel; ``static_range`` unrolls while compiling
 ============================  ===========================================================
 """
@@ -309,6 +309,18 @@ def slice(ctx, x, offsets, shape) -> RegisterTensor:
     in registers, as ``local(4, 1) * mma_m16n8k16_b()`` does for each 16-row part.
     """
     return ctx.builder.slice(x, _seq(offsets), _seq(shape))
+
+
+@builtin
+def trans(ctx, x) -> RegisterTensor:
+    """The transpose of 2-D register tile ``x``: ``trans(x)[j, i] == x[i, j]``.
+
+    Free: the result's layout is ``x``'s with the two dimensions swapped, so
+    every thread keeps its registers. ``dot(trans(w), trans(x))`` computes
+    ``(x @ w)^T`` with ``w`` as the A operand, where a tile of ``x`` loaded
+    from shared memory still comes from ``ldmatrix``.
+    """
+    return ctx.builder.trans(x)
 
 
 @builtin

@@ -28,8 +28,13 @@ same tile). Per 64-deep tile of k:
    ``fp16(float32(q - z) * float32(s))``, and ``dot`` accumulates in fp32 with
    mma.sync. Only one step's dequantised registers are live at a time.
 
-:data:`GEMM` (decode: 16 rows, one row of ``WARPS`` warps) and
+:data:`GEMM` (decode: 8 or 16 rows, one row of ``WARPS`` warps) and
 :data:`GEMM_TC` (prefill: a grid of warps) differ in how they finish.
+A decode block of 8 rows swaps the mma's operands: ``acc^T += w^T @ x^T``
+with the dequantised weights as the 16-row A operand (the same registers,
+:func:`swapped_step_layout`, read through a free ``tl.trans``) and x's 8 rows
+as the n8 B operand, so a row or a few of x cost half the mma (and about a
+quarter fewer registers) of a 16-row block, whose rows past M are padding.
 The grid's third dimension splits k: block ``split`` takes k tiles
 ``[split * per_split, ...)``. With more than one split (the decode kernel
 reads that from its grid, the prefill kernel's ``PARTIAL`` says so), blocks
@@ -44,11 +49,12 @@ from __future__ import annotations
 
 import tilevm
 import tilevm.lang as tl
-from tilevm.layouts import local, part, replicate, spatial
+from tilevm.layouts import local, mma_m16n8k16_a, part, permute, replicate, spatial
 
 from ..quant.packing import TILE_K, TILE_N, code_layout, tile_bytes, tile_layout
 
 MMA_K = 16  # the k extent of one mma.m16n8k16
+MMA_N = 8  # its n extent: the rows of x a block of 8 rows (swap-AB) takes
 STEPS = TILE_K // MMA_K  # mma k steps per weight tile
 
 
@@ -80,6 +86,18 @@ def weight_step_layout(warps_n: int, nbits: int, warps_m: int = 1):
 def step_layout(warps_n: int, warps_m: int = 1):
     """One k step (16 rows) of the block's weights as mma B fragments."""
     return part(weight_layout(warps_n, warps_m), (MMA_K, TILE_N * warps_n))
+
+
+def swapped_step_layout(warps_n: int):
+    """One k step of the block's weights, ``[16, 64 * warps_n]`` (k x n), as the transpose of
+    mma A fragments: warp j holds rows ``64 j ... 64 j + 63`` of ``A = w^T`` (n x k).
+
+    A lane holds n in ``{g, g + 8} + 16 i`` and k in ``{2 t, 2 t + 1, 2 t + 8, 2 t + 9}``
+    (``g = lane / 4``, ``t = lane % 4``): over 64 columns the elements it holds in
+    :func:`step_layout`, in another register order, so the packed codes cast straight into it.
+    """
+    fragments = spatial(warps_n, 1) * local(TILE_N // 16, 1) * mma_m16n8k16_a()
+    return permute(fragments, (1, 0))
 
 
 def code_step_layout(warps_n: int, nbits: int, warps_m: int = 1):
@@ -197,16 +215,19 @@ def _group_tiles(gs, gz, kt, col, group, block_n, has_zeros):
 
 @tilevm.func
 def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
-    """The block's fp32 accumulators over its k tiles (see :func:`_block_inputs`), with its
-    first row and column: ``consts`` are the kernel's (BLOCK_M, WARPS_M, WARPS_N, WTYPE, GROUP,
-    HAS_ZEROS, ZERO_OFFSET).
+    """The block's fp32 accumulators ``[block_m, block_n]`` over its k tiles (see
+    :func:`_block_inputs`), with its first row and column: ``consts`` are the kernel's (BLOCK_M,
+    WARPS_M, WARPS_N, WTYPE, GROUP, HAS_ZEROS, ZERO_OFFSET, SWAP_AB).
 
     x's ``block_m x 64`` tiles alternate between two shared buffers, copied
     with ``cp.async`` one tile ahead of the compute and read a k step at a
     time with ``ldmatrix``; the weights of the next tile are in flight in
-    registers while this one is dequantised and multiplied.
+    registers while this one is dequantised and multiplied. With ``SWAP_AB``
+    the dot computes the transpose, ``acc^T += w^T @ x^T``: the weights are
+    the A operand (dequantised into :func:`swapped_step_layout`, transposed
+    for free) and x's 8 rows the n8 of the mma, half the mma of 16 rows.
     """
-    block_m, warps_m, warps_n, wtype, group, has_zeros, zero_offset = consts
+    block_m, warps_m, warps_n, wtype, group, has_zeros, zero_offset, swap_ab = consts
     block_n = TILE_N * warps_n
     words = tile_bytes(wtype.nbits) // 4
     row = tl.block_idx(0) * block_m
@@ -217,14 +238,18 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
     )
     word_layout = weight_word_layout(warps_n, wtype.nbits, warps_m)
     step_words = weight_step_layout(warps_n, wtype.nbits, warps_m)
-    b_layout = step_layout(warps_n, warps_m)
     codes = code_step_layout(warps_n, wtype.nbits, warps_m)
+    if swap_ab:
+        w_layout = swapped_step_layout(warps_n)
+        acc = tl.zeros([block_n, block_m], tilevm.float32)
+    else:
+        w_layout = step_layout(warps_n, warps_m)
+        acc = tl.zeros([block_m, block_n], tilevm.float32)
     sx = [tl.alloc_shared(act, [block_m, TILE_K]), tl.alloc_shared(act, [block_m, TILE_K])]
     tl.copy_async(sx[0], gx, [row, first * TILE_K])
     tl.copy_async_commit()
     # The last tile loads itself again, from L1, rather than a tile past the split.
     raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
-    acc = tl.zeros([block_m, block_n], tilevm.float32)
     for kt2 in range(first, last, 2):
         for half in tl.static_range(2):
             kt = kt2 + half
@@ -242,14 +267,16 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
                 tl.sync()
                 for step in tl.static_range(STEPS):
                     w = _weight_step(
-                        steps, step, s_tile, z_tile, group, wtype, act, b_layout, codes, zero_offset
+                        steps, step, s_tile, z_tile, group, wtype, act, w_layout, codes, zero_offset
                     )
                     a = tl.load(sx[half], [0, step * MMA_K], [block_m, MMA_K])
-                    acc = tl.dot(a, w, acc)
+                    acc = tl.dot(tl.trans(w), tl.trans(a), acc) if swap_ab else tl.dot(a, w, acc)
                 tl.sync()  # every warp is done with sx[half] before it is refilled
     tl.copy_async_wait(0)
     tl.free_shared(sx[1])
     tl.free_shared(sx[0])
+    if swap_ab:
+        return tl.trans(acc), row, col
     return acc, row, col
 
 
@@ -275,7 +302,9 @@ def _make_gemm(act: tilevm.DataType):
         ZERO_OFFSET: tilevm.constexpr,
         HAS_BIAS: tilevm.constexpr,
     ):
-        consts = (BLOCK_M, 1, WARPS, WTYPE, GROUP, HAS_ZEROS, ZERO_OFFSET)
+        assert BLOCK_M in (MMA_N, 16), f"decode blocks take {MMA_N} or 16 rows; got {BLOCK_M}"
+        swap_ab = BLOCK_M == MMA_N  # 8 rows: x is the mma's n8 operand
+        consts = (BLOCK_M, 1, WARPS, WTYPE, GROUP, HAS_ZEROS, ZERO_OFFSET, swap_ab)
         acc, row, col = _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act)
         if tl.num_blocks(2) > 1:
             split = tl.block_idx(2)
@@ -312,7 +341,7 @@ def _make_gemm_tc(act: tilevm.DataType):
         PARTIAL: tilevm.constexpr,
         NUM_WARPS: tilevm.constexpr,
     ):
-        consts = (BLOCK_M, WARPS_M, WARPS_N, WTYPE, GROUP, HAS_ZEROS, ZERO_OFFSET)
+        consts = (BLOCK_M, WARPS_M, WARPS_N, WTYPE, GROUP, HAS_ZEROS, ZERO_OFFSET, False)
         acc, row, col = _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act)
         split = tl.block_idx(2)
         _finish(acc, bias, out, partial, counters, m, n, row, col, split, act, HAS_BIAS, PARTIAL)
@@ -322,7 +351,8 @@ def _make_gemm_tc(act: tilevm.DataType):
 
 
 GEMM = {t: _make_gemm(t) for t in (tilevm.float16, tilevm.bfloat16)}
-"""The decode GEMM kernel per activation type (float16, bfloat16)."""
+"""The decode GEMM kernel per activation type (float16, bfloat16): ``BLOCK_M`` 16 (x the mma A
+operand) or 8 (swap-AB: the weights are the A operand, half the mma a tile and warp)."""
 
 GEMM_TC = {t: _make_gemm_tc(t) for t in (tilevm.float16, tilevm.bfloat16)}
 """The prefill GEMM kernel (x staged in shared memory, a grid of warps) per activation type."""

@@ -9,11 +9,12 @@ tensors run the same kernels on the interpreter.
 
 The launch depends on M (:func:`choose_config`):
 
-- M <= 16 (decode): :data:`~.qgemm.GEMM`, 16-row blocks of up to four warps
-  side by side; the k tiles are split over ``splits`` blocks so that enough
-  weight bytes are in flight, and the last block of each output tile sums
-  the fp32 partials in a fixed order (per-tile counters, kept at 0 between
-  launches, see :func:`_counters`);
+- M <= 16 (decode): :data:`~.qgemm.GEMM`, blocks of up to four warps side by
+  side, 8 rows (the mma's operands swapped) up to M = 8 and 16 above; the k
+  tiles are split over ``splits`` blocks so that enough weight bytes are in
+  flight, and the last block of each output tile sums the fp32 partials in a
+  fixed order (per-tile counters, kept at 0 between launches, see
+  :func:`_counters`);
 - larger M (prefill): :data:`~.qgemm.GEMM_TC`, x staged in shared memory, a
   grid of warps; its tile shape is one of :data:`PREFILL_CONFIGS`, chosen by
   :mod:`tilevm.autotune` per GPU and per (M, N, K) bucket, weight type and
@@ -34,7 +35,7 @@ import torch
 from .. import dtypes
 from ..autotune import Autotuner, enabled, next_power_of_two
 from ..quant import TILE_K, TILE_N, QuantizedWeight
-from .qgemm import GEMM, GEMM_TC
+from .qgemm import GEMM, GEMM_TC, MMA_N
 
 ACTIVATION_DTYPES = {torch.float16: dtypes.float16, torch.bfloat16: dtypes.bfloat16}
 
@@ -70,6 +71,10 @@ def _sm_count(device: torch.device) -> int:
 
 DECODE_ROWS = 16
 """Up to this many rows of x use the decode kernel; more use the prefill kernel."""
+
+SWAP_AB_ROWS = MMA_N
+"""Up to this many rows the decode kernel takes blocks of 8 rows, x as the mma's n8 operand (half
+the mma of a 16-row block, whose extra rows would be padding); more rows take 16-row blocks."""
 
 PREFILL_CONFIGS = (
     {"BLOCK_M": 64, "WARPS_M": 2, "WARPS_N": 2, "NUM_WARPS": 4},
@@ -143,9 +148,10 @@ def _splits(
 def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> Config:
     """The launch for an ``[m, k] x [k, n]`` product with ``nbits`` weights on ``device``.
 
-    Up to :data:`DECODE_ROWS` rows: the decode kernel with 16-row blocks of
-    4 warps (it needs about 130-160 registers a thread: fp32 accumulators, two
-    tiles of packed weights in flight and one k step of dequantised ones). More
+    Up to :data:`DECODE_ROWS` rows: the decode kernel with blocks of 4 warps,
+    8 rows up to :data:`SWAP_AB_ROWS` and 16 above (a 16-row block needs about
+    130-160 registers a thread: fp32 accumulators, two tiles of packed weights
+    in flight and one k step of dequantised ones; an 8-row block 65-130). More
     rows: the prefill kernel in its first tile shape.
     A tuned launch may take another of :data:`DECODE_CONFIGS` or
     :data:`PREFILL_CONFIGS`; decode launches then split for their own width,
@@ -155,7 +161,8 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
     k_tiles = -(-k // TILE_K)
     prefill = m > DECODE_ROWS
     if not prefill:
-        block_m, warps, warps_m = 16, min(DECODE_CONFIGS[0]["WARPS"], n_tiles), 1
+        block_m = MMA_N if m <= SWAP_AB_ROWS else 16
+        warps, warps_m = min(DECODE_CONFIGS[0]["WARPS"], n_tiles), 1
     else:
         first = PREFILL_CONFIGS[0]
         block_m, warps, warps_m = first["BLOCK_M"], first["WARPS_N"], first["WARPS_M"]

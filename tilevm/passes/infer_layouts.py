@@ -14,7 +14,10 @@ may fix the layouts of its other tiles. The pass runs in three phases:
    share one layout between their tiles (a broadcast operand gets the result's
    layout reduced over the broadcast dimensions); reductions and reshapes map
    layouts through :func:`~tilevm.layouts.reduce` and
-   :func:`~tilevm.layouts.reshape`. Information flows forwards and backwards,
+   :func:`~tilevm.layouts.reshape`, a transpose through
+   :func:`~tilevm.layouts.permute` (so it moves no data: a weight tile
+   dequantised as k x n can feed a dot as the n x k A operand, in the same
+   registers). Information flows forwards and backwards,
    so a load that feeds a dot loads straight into the dot's fragments.
 3. **defaults and conflicts.** Tiles still without a layout (a load nobody
    constrains) get a coalesced one (:func:`auto_layout`); then every
@@ -41,6 +44,7 @@ from ..ir.tensor import RegisterTensor
 from ..layouts import fragments
 from ..layouts.indexing import local_map
 from ..layouts.ops import part as part_layout
+from ..layouts.ops import permute
 from ..layouts.ops import reduce as reduce_layout
 from ..layouts.ops import reshape as reshape_layout
 from ..layouts.register import RegisterLayout, local, replicate, spatial
@@ -271,9 +275,27 @@ def _cast_wants(inst: I.Cast):
     return _elementwise_wants(("x",))(inst)
 
 
+@WANTS.rule(I.Transpose)
+def _transpose_wants(inst: I.Transpose):
+    """The operand in the result's layout with its dimensions swapped: then no data moves."""
+    out = inst.out.layout
+    return [("x", None if out is None else permute(out, (1, 0)))]
+
+
 @WANTS.rule(I.Dot)
 def _dot_wants(inst: I.Dot):
-    return [("a", inst.a.layout), ("b", inst.b.layout), ("c", inst.out.layout)]
+    """The mma fragments of the arrangement the dot was given (the one its result's layout
+    agrees with): an operand whose layout was fixed before the dot chose, in another
+    layout, is converted."""
+    out = inst.out.layout
+    if out is None:
+        return []
+    (m, k), n = inst.a.shape, inst.b.shape[1]
+    tiles = (("a", inst.a), ("b", inst.b), ("c", inst.out))
+    prefer = {key: t.layout for key, t in tiles if t.layout is not None}
+    num_warps = out.num_threads // 32
+    a, b, c = dot_layouts(m, n, k, num_warps, not inst.a.dtype.is_float, prefer)
+    return [("a", a), ("b", b), ("c", c)]
 
 
 @WANTS.rule(I.Reduce, I.Reshape, I.Slice, I.View, *LAYOUT_NEUTRAL)
@@ -332,6 +354,14 @@ def _slice(inst: I.Slice, state: State) -> None:
             state.set(inst.out, layout)
     elif inst.out.layout is not None:
         state.set(inst.x, local(*(e // s for e, s in zip(inst.x.shape, shape))) * inst.out.layout)
+
+
+@RULES.rule(I.Transpose)
+def _transpose(inst: I.Transpose, state: State) -> None:
+    if inst.x.layout is not None:
+        state.set(inst.out, permute(inst.x.layout, (1, 0)))
+    elif inst.out.layout is not None:
+        state.set(inst.x, permute(inst.out.layout, (1, 0)))
 
 
 @RULES.rule(I.View)
