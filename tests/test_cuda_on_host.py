@@ -1,0 +1,211 @@
+"""The generated CUDA, run on the host (:mod:`cuda_host`), computes what the interpreter does.
+
+Each launch below runs twice: on the interpreter, and as the CUDA C++ the
+backend generated for it, compiled with ``g++`` and run with every thread a
+fiber and the warp-wide PTX (``mma.sync``, ``ldmatrix``, ``cp.async``)
+emulated from the PTX ISA. Every tensor is compared (integers exactly, floats
+to within the last bits the mma's summation order moves). Without a GPU this
+is the check that the generated code's indexing, masking, vector accesses,
+shared-memory plan, barriers and fragment use are right, for the examples and
+for every kind of launch ``quant_matmul`` makes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cuda_host import HostRunError, mirrored_on_host, run_on_host
+from lang_testing import fresh_rng
+
+import tilevm
+from tilevm.ops.quant_matmul import PREFILL_CONFIGS, SPLIT_PREFILL_CONFIGS, Config, _run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import lowbit_gemm
+import matmul_fp16
+import softmax
+import vector_add
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+
+
+def _seed() -> int:
+    return int(fresh_rng().integers(2**31))
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda seed: vector_add.check(n=1000, seed=seed),
+        lambda seed: softmax.check(m=37, n=100, seed=seed),
+        lambda seed: matmul_fp16.check(m=50, n=40, k=70, seed=seed),
+        lambda seed: lowbit_gemm.check("int3", seed=seed),
+        lambda seed: lowbit_gemm.check("float6_e3m2", seed=seed),
+    ],
+    ids=["vector_add", "softmax", "matmul_fp16", "lowbit_gemm_int3", "lowbit_gemm_e3m2"],
+)
+def test_the_examples_generated_code_matches_the_interpreter(check):
+    with mirrored_on_host() as mirrored:
+        check(_seed())
+    assert mirrored
+
+
+def _quant_case(name, m, n, k, group, zero_point, act=torch.float16):
+    gen = torch.Generator().manual_seed(_seed())
+    q = tilevm.quantize(torch.randn(n, k, generator=gen), name, group, zero_point, scale_dtype=act)
+    x = torch.randn(m, k, generator=gen).to(act)
+    bias = torch.randn(n, generator=gen).to(act)
+    args = (x, q.packed, q.scales, q.zeros, bias, q.dtype, q.group_size, n, q.zero_offset)
+    return q, x, bias, args
+
+
+DECODE_CASES = [
+    # (weight type, m, group, zero point, Config): 8-row blocks (swap-AB) and 16-row ones,
+    # split k with the tile counters, groups of 32 / 64 / 128 and per channel
+    ("uint1", 1, 128, True, Config(8, 2, 1, 4)),
+    ("int2", 3, 64, False, Config(8, 1, 2, 2)),
+    ("int3", 8, 128, False, Config(8, 2, 1, 4)),
+    ("int4", 2, 32, False, Config(8, 2, 4, 1)),
+    ("uint4", 5, 64, True, Config(16, 2, 2, 2)),
+    ("int5", 11, 128, False, Config(16, 1, 1, 4)),
+    ("int6", 16, -1, False, Config(16, 2, 3, 2)),
+    ("int7", 7, 128, False, Config(8, 2, 2, 2)),
+    ("int8", 13, 64, False, Config(8, 2, 1, 4)),  # two 8-row blocks, the second partial
+    ("uint8", 9, 128, False, Config(16, 2, 1, 4)),
+    ("float4_e2m1", 4, 32, False, Config(8, 2, 2, 2)),
+    ("float5_e2m2", 12, 128, False, Config(16, 1, 1, 4)),
+    ("float6_e3m2", 1, 64, False, Config(8, 2, 1, 4)),
+    ("float6_e2m3", 15, 128, False, Config(16, 2, 2, 2)),
+    ("float8_e4m3", 6, 128, False, Config(8, 1, 1, 4)),
+    ("float8_e5m2", 10, 32, False, Config(16, 2, 1, 4)),
+]
+
+
+@pytest.mark.parametrize(("name", "m", "group", "zero_point", "cfg"), DECODE_CASES)
+def test_every_decode_launch_kind_runs_as_generated(name, m, group, zero_point, cfg):
+    n, k = 192, 256  # three weight tiles wide: a block of two warps has one idle
+    *_, args = _quant_case(name, m, n, k, group, zero_point)
+    with mirrored_on_host() as mirrored:
+        _run(*args, cfg=cfg)
+    assert mirrored == ["qgemm_float16"]
+
+
+PREFILL_CASES = [
+    ("int4", 40, 128, False, 0, 1),
+    ("int3", 70, 32, False, 1, 1),
+    ("uint5", 33, 64, True, 2, 1),
+    ("float6_e3m2", 17, -1, False, 0, 1),
+    ("float4_e2m1", 64, 128, False, 1, 1),
+]
+PREFILL_CASES += [("uint4", 24, 64, True, i, 3) for i in range(len(SPLIT_PREFILL_CONFIGS))]
+
+
+@pytest.mark.parametrize(("name", "m", "group", "zero_point", "shape", "splits"), PREFILL_CASES)
+def test_every_prefill_tile_shape_runs_as_generated(name, m, group, zero_point, shape, splits):
+    n, k = 256, 384
+    shapes = SPLIT_PREFILL_CONFIGS if splits > 1 else PREFILL_CONFIGS
+    c = shapes[shape]
+    cfg = Config(c["BLOCK_M"], c["WARPS_N"], splits, -(-6 // splits), True, c["WARPS_M"])
+    *_, args = _quant_case(name, m, n, k, group, zero_point)
+    with mirrored_on_host() as mirrored:
+        _run(*args, cfg=cfg)
+    assert mirrored == ["qgemm_tc_float16"]
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3", "float8_e5m2"])
+@pytest.mark.parametrize("block_m", [8, 16])
+def test_eight_bit_floats_through_the_hardware_conversion_run_as_generated(name, block_m):
+    # TV_F8_CVT: cvt.rn.f16x2.{e4m3x2,e5m2x2}, what sm_89 and later take
+    *_, args = _quant_case(name, 5, 128, 256, 128, False)
+    with mirrored_on_host(defines={"TV_F8_CVT": "1"}) as mirrored:
+        _run(*args, cfg=Config(block_m, 2, 1, 4))
+    assert mirrored
+
+
+@pytest.mark.parametrize(
+    ("name", "m", "cfg"),
+    [("int4", 3, Config(8, 2, 2, 2)), ("uint8", 12, Config(16, 2, 1, 4)), ("int6", 20, None)],
+)
+def test_bfloat16_launches_run_as_generated(name, m, cfg):
+    *_, args = _quant_case(name, m, 128, 256, 64, False, act=torch.bfloat16)
+    if cfg is None:
+        c = PREFILL_CONFIGS[0]
+        cfg = Config(c["BLOCK_M"], c["WARPS_N"], 1, 4, True, c["WARPS_M"])
+    with mirrored_on_host() as mirrored:
+        _run(*args, cfg=cfg)
+    assert len(mirrored) == 1
+
+
+def test_quant_linear_on_the_cpu_runs_as_generated():
+    layer = tilevm.nn.QuantLinear.from_linear(torch.nn.Linear(256, 192).half(), dtype="int4")
+    x = torch.randn(2, 3, 256).half()
+    with mirrored_on_host() as mirrored:
+        layer(x)
+    assert mirrored
+
+
+# -- the harness catches what it is for ------------------------------------------------------
+def _vector_add_args(n=1000):
+    rng = fresh_rng()
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    return x, y, {"x": x, "y": y, "out": np.zeros(n, np.float32), "n": n}
+
+
+def test_the_harness_reports_a_store_outside_a_tensor():
+    program = vector_add.vector_add.program(BLOCK=256)
+    _, _, args = _vector_add_args()
+    tid = "const int tid = threadIdx.x;"
+    with pytest.raises(HostRunError, match="a store outside tensor 'out'"):
+        run_on_host(program, (4,), args, edit=lambda s: s.replace(tid, tid + " out -= 4;"))
+
+
+def _decode_launch():
+    """An int4 decode program with its arguments (3 rows, 128 x 256 weights), and the result of
+    the same launch through quant_matmul's interpreter path."""
+    q, x, bias, args = _quant_case("int4", 3, 128, 256, 128, False)
+    good = _run(*args, cfg=Config(8, 2, 1, 4))
+    program = tilevm.ops.qgemm.GEMM[tilevm.float16].program(
+        WTYPE=q.dtype, GROUP=128, BLOCK_M=8, WARPS=2, HAS_ZEROS=False, ZERO_OFFSET=0, HAS_BIAS=True
+    )
+    arrays = {
+        "x": x.numpy(),
+        "packed": q.packed.numpy(),
+        "scales": q.scales.numpy(),
+        "zeros": x.numpy(),
+        "bias": bias.numpy(),
+        "out": np.zeros((3, 128), np.float16),
+        "partial": np.zeros(1, np.float32),
+        "counters": np.zeros(1, np.int32),
+        "m": 3,
+        "n": 128,
+        "k": 256,
+        "n_tiles": 2,
+    }
+    return program, arrays, good.float().numpy()
+
+
+def test_the_harness_reports_a_barrier_some_threads_skip():
+    program, arrays, _ = _decode_launch()
+    bar = "__syncthreads();"
+    with pytest.raises(HostRunError, match=r"block \(0, 0, 0\): .*never reaches"):
+        run_on_host(
+            program, (1, 1, 1), arrays, edit=lambda s: s.replace(bar, f"if (tid < 32) {bar}", 1)
+        )
+
+
+def test_the_harness_gives_stale_bytes_to_a_kernel_that_does_not_wait_for_its_copies():
+    program, arrays, good = _decode_launch()
+    outputs = {}
+    for waits in (True, False):
+        arrays["out"] = np.zeros((3, 128), np.float16)
+        edit = None if waits else (lambda s: s.replace("tv_cp_async_wait<1>();", ""))
+        run_on_host(program, (1, 1, 1), arrays, edit=edit)
+        outputs[waits] = arrays["out"].astype(np.float32)
+    np.testing.assert_allclose(outputs[True], good, rtol=2e-3, atol=2e-2)
+    assert not np.allclose(outputs[False], outputs[True], rtol=2e-3, atol=2e-2)
