@@ -209,3 +209,61 @@ def test_the_harness_gives_stale_bytes_to_a_kernel_that_does_not_wait_for_its_co
         outputs[waits] = arrays["out"].astype(np.float32)
     np.testing.assert_allclose(outputs[True], good, rtol=2e-3, atol=2e-2)
     assert not np.allclose(outputs[False], outputs[True], rtol=2e-3, atol=2e-2)
+
+
+# -- the kernels that exercise every instruction the emitter lowers -----------------------------
+def _every_instruction_launches(rng):
+    import codegen_kernels as ck
+    import ml_dtypes
+
+    def bf16(values):
+        return np.asarray(values, np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+
+    f = (rng.standard_normal(64) * 3).astype(np.float32)
+    return {
+        "cross_warp_sum": lambda: ck.cross_warp_sum[(3,)](
+            rng.standard_normal((64, 96)).astype(np.float16), np.zeros((1, 96), np.float16), 96
+        ),
+        "transpose_via_layouts": lambda: ck.transpose_via_layouts[(1,)](
+            rng.integers(-1000, 1000, (16, 16)).astype(np.int32), np.zeros(256, np.int32)
+        ),
+        "scalars_and_control": lambda: ck.scalars_and_control[(1,)](
+            np.zeros(32, np.float32), 23, float(rng.standard_normal()), 10**12 + 7
+        ),
+        "conversions": lambda: ck.conversions[(1,)](
+            f,
+            bf16(rng.standard_normal(64) * 4),
+            rng.integers(-40, 40, 64).astype(np.int32),
+            np.zeros(64, np.uint8),
+            np.zeros(64, np.int8),
+            np.zeros(64, np.uint16),
+        ),
+        "int8_dot": lambda: ck.int8_dot[(1,)](
+            rng.integers(-128, 128, (32, 64)).astype(np.int8),
+            rng.integers(-128, 128, (64, 32)).astype(np.int8),
+            np.zeros((32, 32), np.int32),
+        ),
+        "bf16_dot": lambda: ck.bf16_dot[(1,)](
+            bf16(rng.standard_normal((16, 32))),
+            bf16(rng.standard_normal((32, 16))),
+            np.zeros((16, 16), np.uint16),
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cross_warp_sum",
+        "transpose_via_layouts",
+        "scalars_and_control",
+        "conversions",
+        "int8_dot",
+        "bf16_dot",
+    ],
+)
+def test_kernels_using_every_instruction_run_as_generated(name):
+    launch = _every_instruction_launches(fresh_rng())[name]
+    with mirrored_on_host() as mirrored:
+        launch()
+    assert mirrored == [name]
