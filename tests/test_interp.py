@@ -576,8 +576,8 @@ def test_print_writes_the_block_index_message_scalars_and_tiles(capsys):
         ({"x": np.zeros(4, np.float64)}, r"argument 'x' must be .* got an array of float64"),
         ({"x": [1.0, 2.0]}, r"argument 'x' must be .* got list"),
         ({"x": np.zeros((4, 4), np.float32)[:, 0]}, r"'x' must be C-contiguous"),
-        ({"n": 2**31}, r"'n' = 2147483648 is outside the range of int32"),
-        ({"n": 2.5}, r"'n' must be an integer \(int32\); got 2.5"),
+        ({"n": 2**31}, r"'n' must lie in -2147483648..2147483647 \(int32\); got 2147483648"),
+        ({"n": 2.5}, r"'n' must be an int \(int32\); got 2.5"),
         ({"zz": 1}, r"has no parameter\(s\) 'zz'; its parameters are x, y, o, n"),
     ],
 )

@@ -72,6 +72,8 @@ pack to bytes ``0xD1 0x00``: bits 0-2 hold 1, bits 3-5 hold 2, bits 6-8 hold 3.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -636,6 +638,36 @@ globals().update({t.name: t for t in ALL_DTYPES})
 
 
 # -- type predicates (used by the compiler) --------------------------------------------------------
+def scalar_value(dtype: DataType, value: Any) -> int | float:
+    """``value`` as the Python number a scalar kernel argument of ``dtype`` receives (the
+    interpreter, the CPU launch and the GPU launcher all check their scalars with it).
+
+    Raises ValueError (saying what was expected, for the caller to prefix with
+    the argument's name) for a value of the wrong kind or out of ``dtype``'s
+    range; bools count as ints, and integer parameters take no floats.
+    """
+    out_of_range = f"must lie in {dtype.min_value}..{dtype.max_value} ({dtype}); got"
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    if dtype.is_integer:
+        if not isinstance(value, numbers.Integral):
+            raise ValueError(f"must be an int ({dtype}); got {value!r}")
+        value = int(value)
+        if not dtype.min_value <= value <= dtype.max_value:
+            raise ValueError(f"{out_of_range} {value}")
+        return value
+    if not isinstance(value, numbers.Real):
+        raise ValueError(f"must be a number ({dtype}); got {value!r}")
+    value = float(value)
+    if math.isnan(value) and not dtype.has_nan:
+        raise ValueError(f"is NaN, which {dtype} cannot hold")
+    if math.isinf(value) and not dtype.has_inf:
+        raise ValueError(f"is {value}, which {dtype} cannot hold")
+    if math.isfinite(value) and abs(value) > dtype.max_value:
+        raise ValueError(f"{out_of_range} {value}")
+    return value
+
+
 def is_f16(t: DataType) -> bool:
     return t.is_float and t.nbits == 16 and t.exponent_bits == 5
 

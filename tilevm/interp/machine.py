@@ -10,13 +10,12 @@ times is stopped with an error rather than left to hang.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..dtypes import DataType
+from ..dtypes import DataType, scalar_value
 from ..errors import TileVMError
 from ..ir.program import Param, Program
 from ..ir.stmt import AssignScalar, Break, Declare, For, If, InstStmt, Seq, Stmt, While
@@ -141,30 +140,11 @@ def _buffer(p: Param, value: Any) -> np.ndarray:
 
 def _scalar(p: Param, value: Any) -> int | float:
     t: DataType = p.dtype
-    if isinstance(value, (bool, np.bool_)):
-        value = int(value)
-    if t.is_integer:
-        if not isinstance(value, (int, np.integer)):
-            raise InterpError(f"run: argument '{p.name}' must be an integer ({t}); got {value!r}")
-        if not t.min_value <= int(value) <= t.max_value:
-            raise InterpError(
-                f"run: argument '{p.name}' = {value} is outside the range of {t}: "
-                f"{t.min_value}..{t.max_value}"
-            )
-        return int(value)
-    if not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InterpError(f"run: argument '{p.name}' must be a number ({t}); got {value!r}")
-    v = float(value)
-    if math.isnan(v) and not t.has_nan:
-        raise InterpError(f"run: argument '{p.name}' is NaN, which {t} cannot hold")
-    if math.isinf(v) and not t.has_inf:
-        raise InterpError(f"run: argument '{p.name}' is {v}, which {t} cannot hold")
-    if math.isfinite(v) and abs(v) > t.max_value:
-        raise InterpError(
-            f"run: argument '{p.name}' = {value} is outside the range of {t}: "
-            f"{t.min_value}..{t.max_value}"
-        )
-    return float(t.decode(t.encode(np.asarray(v))))
+    try:
+        value = scalar_value(t, value)
+    except ValueError as err:
+        raise InterpError(f"run: argument '{p.name}' {err}") from None
+    return value if t.is_integer else float(t.decode(t.encode(np.asarray(value))))
 
 
 # -- statements ----------------------------------------------------------------------------------

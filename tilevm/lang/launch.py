@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import DataType, library_name
+from ..dtypes import DataType, library_name, scalar_value
 from ..ir.program import Program
 from .kernel import Kernel, LaunchError
 
@@ -171,8 +171,6 @@ def _numpy_kind(t: Any) -> str:
 
 
 def _scalar(kernel: Kernel, name: str, dtype: DataType, value: Any) -> int | float:
-    from ..runtime.driver import scalar_value
-
     try:
         return scalar_value(dtype, value)
     except ValueError as err:

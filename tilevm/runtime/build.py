@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..dtypes import library_name
+from ..dtypes import library_name, scalar_value
 from ..errors import TileVMError
 from ..ir.program import Program
 from .driver import (
@@ -27,7 +27,6 @@ from .driver import (
     LoadedKernel,
     current_stream_getter,
     scalar_ctype,
-    scalar_value,
 )
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from ..dtypes import DataType
 from ..errors import TileVMError
@@ -89,35 +85,6 @@ def scalar_ctype(dtype: DataType) -> type:
         return _CTYPES[(dtype.kind, dtype.nbits)]
     except KeyError:
         raise TileVMError(f"scalar kernel parameters of type {dtype} are not supported") from None
-
-
-def scalar_value(dtype: DataType, value: Any) -> int | float:
-    """``value`` as the Python number a scalar kernel parameter of ``dtype`` receives.
-
-    Raises ValueError (saying what was expected, for the caller to prefix with
-    the argument's name) for a value of the wrong kind or out of ``dtype``'s
-    range; bools count as ints, and integer parameters take no floats.
-    """
-    out_of_range = f"must lie in {dtype.min_value}..{dtype.max_value} ({dtype}); got"
-    if isinstance(value, (bool, np.bool_)):
-        value = int(value)
-    if dtype.is_integer:
-        if not isinstance(value, numbers.Integral):
-            raise ValueError(f"must be an int ({dtype}); got {value!r}")
-        value = int(value)
-        if not dtype.min_value <= value <= dtype.max_value:
-            raise ValueError(f"{out_of_range} {value}")
-        return value
-    if not isinstance(value, numbers.Real):
-        raise ValueError(f"must be a number ({dtype}); got {value!r}")
-    value = float(value)
-    if math.isnan(value) and not dtype.has_nan:
-        raise ValueError(f"is NaN, which {dtype} cannot hold")
-    if math.isinf(value) and not dtype.has_inf:
-        raise ValueError(f"is {value}, which {dtype} cannot hold")
-    if math.isfinite(value) and abs(value) > dtype.max_value:
-        raise ValueError(f"{out_of_range} {value}")
-    return value
 
 
 class ArgumentPacker:
