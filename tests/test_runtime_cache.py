@@ -410,7 +410,9 @@ def test_cli_cache_clear_says_what_it_removed(env_cache, capsys):
     size = DiskCache(env_cache).size_bytes()
     capsys.readouterr()
     assert main(["cache", "clear"]) == 0
-    assert capsys.readouterr().out == f"removed 1 entry ({size / 1024:.1f} KiB) from {env_cache}\n"
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == f"removed 1 entry ({size / 1024:.1f} KiB) from {env_cache}"
+    assert second == f"removed 0 translations (0 B) from {env_cache.parent / 'emitted'}"
     assert entry_files(env_cache) == []
     assert main(["cache", "list"]) == 0
     assert capsys.readouterr().out == f"no entries in {env_cache}\n"

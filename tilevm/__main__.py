@@ -303,6 +303,7 @@ def _age(seconds: float) -> str:
 def cmd_cache(args: argparse.Namespace) -> int:
     import time
 
+    from .runtime import emitted
     from .runtime.cache import default_cache
 
     cache = default_cache()
@@ -310,6 +311,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
         count, removed = cache.clear()
         noun = "entry" if count == 1 else "entries"
         print(f"removed {count} {noun} ({_size(removed)}) from {cache.root}")
+        count, removed = emitted.clear()
+        noun = "translation" if count == 1 else "translations"
+        print(f"removed {count} {noun} ({_size(removed)}) from {emitted.emission_dir()}")
         return 0
     entries = cache.entries()
     if not entries:
@@ -393,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cache",
         help="list or clear compiled kernels cached on disk",
         description="The compile cache lives in $TILEVM_CACHE_DIR/modules "
-        "(default ~/.cache/tilevm/modules). 'list' shows one line per cached kernel; "
+        "(default ~/.cache/tilevm/modules), kernels' generated CUDA in "
+        "$TILEVM_CACHE_DIR/emitted. 'list' shows one line per cached kernel; "
         "'clear' removes them all.",
     )
     cache.add_argument("action", choices=["list", "clear"])

@@ -203,13 +203,13 @@ def _describe(err: BaseException) -> str:
 
 
 def compile_one(kernel: Kernel, config: Mapping[str, Any], arch: str) -> str | None:
-    """Compile ``kernel`` for ``config`` through the compile cache; the error text, or None."""
-    from .codegen import emit_cuda
-    from .passes.pipeline import run_pipeline
+    """Compile ``kernel`` for ``config`` through the emission and compile caches; the error
+    text, or None."""
     from .runtime.cache import compile_kernel
+    from .runtime.emitted import emit_program
 
     try:
-        cuda = emit_cuda(run_pipeline(kernel.program(**dict(config))))
+        cuda = emit_program(kernel.program(**dict(config)))
         compile_kernel(cuda.source, cuda.name, arch)
     except Exception as err:
         return _describe(err)

@@ -8,9 +8,10 @@ column            what it covers
 ================  ==============================================================
 import            ``import torch, tilevm, tilevm.ops`` (torch is most of it)
 first call        the first ``quant_matmul(x, qweight)`` for the shape: the
-                  frontend, the passes, CUDA emission, NVRTC or the compile
-                  cache, autotuning of a prefill shape, the module load and the
-                  launch, up to ``torch.cuda.synchronize()``
+                  frontend, the passes and CUDA emission (or the emission
+                  cache), NVRTC or the compile cache, autotuning of a
+                  prefill shape, the module load and the launch, up to
+                  ``torch.cuda.synchronize()``
 ================  ==============================================================
 
 *cold* runs with an empty cache directory (``TILEVM_CACHE_DIR``), *warm* in a
@@ -52,11 +53,10 @@ if gpu:
     what = "quant_matmul on " + torch.cuda.get_device_name()
 else:
     from tilevm.autotune import compile_configs
-    from tilevm.codegen import emit_cuda
     import importlib
     qm = importlib.import_module("tilevm.ops.quant_matmul")  # the module, not the function
-    from tilevm.passes.pipeline import run_pipeline
     from tilevm.runtime.cache import compile_kernel
+    from tilevm.runtime.emitted import emit_program
     cfg = qm.choose_config(m, n, k, q.nbits, x.device)
     common = dict(WTYPE=q.dtype, GROUP=q.group_size if q.group_size > 0 else 0,
                   HAS_ZEROS=q.zeros is not None, ZERO_OFFSET=q.zero_offset, HAS_BIAS=False)
@@ -71,7 +71,7 @@ else:
         assert not any(errors), errors
         what = f"compile {len(configs)} {kind} shapes for {arch} (tuner workers)"
     else:
-        cuda = emit_cuda(run_pipeline(kernel.program(**common, **configs[0])))
+        cuda = emit_program(kernel.program(**common, **configs[0]))
         compile_kernel(cuda.source, cuda.name, arch)
         what = f"compile the chosen {kind} shape for {arch}"
 done = time.perf_counter()

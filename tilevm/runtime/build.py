@@ -1,7 +1,8 @@
 """From a program to a loaded GPU kernel, and checked launches on torch tensors.
 
-``build(program, device)`` runs the pass pipeline, emits CUDA C++, compiles
-it through the disk cache for the device's own architecture, checks the
+``build(program, device)`` runs the pass pipeline and emits CUDA C++ (or finds
+the result in the emission cache, :mod:`.emitted`), compiles it through the
+disk cache for the device's own architecture, checks the
 ptxas report (no spills) and loads the cubin; results are kept per program and
 device. A :class:`Launcher` (one per built kernel) checks every argument the
 generated code relies on (device, dtype, contiguity, the range of scalars, the
@@ -60,13 +61,11 @@ def build(program: Program, device: int) -> Built:
         return hit
     import torch
 
-    from ..codegen import emit_cuda
-    from ..passes.pipeline import run_pipeline
     from .cache import compile_kernel
     from .compiler import Target
+    from .emitted import emit_program
 
-    lowered = run_pipeline(program)
-    cuda = emit_cuda(lowered)
+    cuda = emit_program(program)
     target = Target.for_device(*torch.cuda.get_device_capability(device))
     module = compile_kernel(cuda.source, cuda.name, target)
     spills = module.report.spill_bytes
