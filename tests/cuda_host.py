@@ -345,23 +345,24 @@ static bool tv_run_block(int threads) {
   }
 }
 
-extern "C" int tv_host_launch(int gx, int gy, int gz, char* error, int error_size) {
+// Blocks run one at a time, in the order given: linear indices x + gx (y + gy z).
+extern "C" int tv_host_launch(int gx, int gy, int gz, const int* order, char* error,
+                              int error_size) {
   tv_stacks.resize((size_t)TV_THREADS * TV_STACK);
   gridDim = {(unsigned)gx, (unsigned)gy, (unsigned)gz};
   blockDim = {(unsigned)TV_THREADS, 1, 1};
   tv_error.clear();
-  for (int z = 0; z < gz; ++z)
-    for (int y = 0; y < gy; ++y)
-      for (int x = 0; x < gx; ++x) {
-        blockIdx = {(unsigned)x, (unsigned)y, (unsigned)z};
-        const bool ok = tv_run_block(TV_THREADS);
-        if (!ok || !tv_error.empty()) {
-          const std::string where = "block (" + std::to_string(x) + ", " + std::to_string(y) +
-                                    ", " + std::to_string(z) + "): " + tv_error;
-          std::snprintf(error, error_size, "%s", where.c_str());
-          return 1;
-        }
-      }
+  for (int i = 0; i < gx * gy * gz; ++i) {
+    const int b = order[i], x = b % gx, y = b / gx % gy, z = b / (gx * gy);
+    blockIdx = {(unsigned)x, (unsigned)y, (unsigned)z};
+    const bool ok = tv_run_block(TV_THREADS);
+    if (!ok || !tv_error.empty()) {
+      const std::string where = "block (" + std::to_string(x) + ", " + std::to_string(y) +
+                                ", " + std::to_string(z) + "): " + tv_error;
+      std::snprintf(error, error_size, "%s", where.c_str());
+      return 1;
+    }
+  }
   return 0;
 }
 """
@@ -429,10 +430,13 @@ def run_on_host(
     args: Mapping[str, Any],
     defines: Mapping[str, str] | None = None,
     edit: Callable[[str], str] | None = None,
+    shuffle: int | None = None,
 ) -> None:
     """Launch ``program``'s generated CUDA on ``grid`` on the host; numpy arrays in ``args``
     (by parameter name, in the interpreter's storage types) are written in place. ``defines``
-    are macros set before the kernel; ``edit`` see :func:`host_source`."""
+    are macros set before the kernel; ``edit`` see :func:`host_source`. Blocks run in grid
+    order (x fastest), or with ``shuffle`` in an order drawn from that seed, as a GPU may
+    schedule them."""
     source, _ = host_source(program, defines, edit)
     lib = _library(source)
     lib.tv_host_args.restype = ctypes.POINTER(ctypes.c_void_p)
@@ -456,7 +460,15 @@ def run_on_host(
         slots[i] = ctypes.addressof(held[-1])
     gx, gy, gz = (*grid, 1, 1)[:3]
     error = ctypes.create_string_buffer(512)
-    failed = lib.tv_host_launch(gx, gy, gz, error, len(error))
+    lib.tv_host_launch.argtypes = [ctypes.c_int] * 3 + [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int,
+    ]
+    order = np.arange(gx * gy * gz, dtype=np.int32)
+    if shuffle is not None:
+        np.random.default_rng(shuffle).shuffle(order)
+    failed = lib.tv_host_launch(gx, gy, gz, order.ctypes.data_as(ctypes.c_void_p), error, 512)
     if failed:
         raise HostRunError(f"{program.name}: {error.value.decode()}")
     for name, value, padded, start, size in buffers:

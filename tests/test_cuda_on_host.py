@@ -165,13 +165,21 @@ def test_the_harness_reports_a_store_outside_a_tensor():
         run_on_host(program, (4,), args, edit=lambda s: s.replace(tid, tid + " out -= 4;"))
 
 
-def _decode_launch():
-    """An int4 decode program with its arguments (3 rows, 128 x 256 weights), and the result of
-    the same launch through quant_matmul's interpreter path."""
-    q, x, bias, args = _quant_case("int4", 3, 128, 256, 128, False)
-    good = _run(*args, cfg=Config(8, 2, 1, 4))
+def _decode_launch(m=3, cfg=None):
+    """An int4 decode program with its arguments (m rows, 128 x 256 weights), and the result of
+    the same launch (``cfg``, by default 8-row blocks of 2 warps) through quant_matmul's
+    interpreter path."""
+    cfg = cfg or Config(8, 2, 1, 4)
+    q, x, bias, args = _quant_case("int4", m, 128, 256, 128, False)
+    good = _run(*args, cfg=cfg)
     program = tilevm.ops.qgemm.GEMM[tilevm.float16].program(
-        WTYPE=q.dtype, GROUP=128, BLOCK_M=8, WARPS=2, HAS_ZEROS=False, ZERO_OFFSET=0, HAS_BIAS=True
+        WTYPE=q.dtype,
+        GROUP=128,
+        BLOCK_M=cfg.block_m,
+        WARPS=cfg.warps,
+        HAS_ZEROS=False,
+        ZERO_OFFSET=0,
+        HAS_BIAS=True,
     )
     arrays = {
         "x": x.numpy(),
@@ -267,3 +275,18 @@ def test_kernels_using_every_instruction_run_as_generated(name):
     with mirrored_on_host() as mirrored:
         launch()
     assert mirrored == [name]
+
+
+def test_split_k_gives_the_same_bits_whichever_block_of_a_tile_arrives_last():
+    # Blocks of one output tile in any order: the last to arrive sums the partials in split
+    # order, so every order gives the interpreter's result and the same bits.
+    program, arrays, _ = _decode_launch(m=3, cfg=Config(8, 1, 4, 1))
+    results = []
+    for seed in (None, 1, 2, 3):
+        arrays["out"] = np.zeros((3, 128), np.float16)
+        arrays["partial"] = np.zeros(4 * 3 * 128, np.float32)
+        arrays["counters"] = np.zeros(2, np.int32)
+        run_on_host(program, (1, 2, 4), arrays, shuffle=seed)
+        assert not arrays["counters"].any()  # left at 0 for the next launch
+        results.append(arrays["out"].copy())
+    assert all(np.array_equal(r, results[0]) for r in results)
