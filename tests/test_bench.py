@@ -344,6 +344,38 @@ def test_measuring_checks_each_result_against_the_dequantised_reference(fake_tim
     assert "[4/4] float6_e3m2 M=3 N=64 K=128: 10.0 µs" in err
 
 
+def test_one_bit_weights_are_measured_with_zero_points_and_each_result_is_reported(
+    fake_timer, tmp_path
+):
+    torch = pytest.importorskip("torch")
+    from tilevm.bench.gemm import measure
+
+    args = build_parser().parse_args(
+        [
+            "bench",
+            "gemm",
+            "--dtypes",
+            "uint1,int2",
+            "--shapes",
+            "64x128",
+            "--m",
+            "2",
+            "--group",
+            "64",
+        ]
+    )
+    seen = []
+    results = measure(
+        args, torch, [], device="cpu", on_result=lambda so_far: seen.append(len(so_far))
+    )
+    assert seen == [1, 2]
+    assert all(r.ok for r in results), [r.note for r in results]
+    # uint1: codes, scales and zero points of two groups
+    assert results[0].weight_bytes == 64 * 128 // 8 + 2 * (2 * 64 * 2)
+    path = write_csv(results[:1], tmp_path / "partial.csv")
+    assert path.read_text().count("\n") == 2 and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_a_wrong_result_is_reported_as_failed(fake_timer, monkeypatch):
     torch = pytest.importorskip("torch")
     import tilevm.ops

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import dtypes
+from .._files import write_atomically
 from .._version import __version__
 from ..errors import TileVMError
 from . import copy_bandwidth, require_cuda, time_cuda
@@ -276,31 +278,33 @@ def _csv_value(value: Any) -> Any:
 
 
 def write_csv(results: Sequence[Result], path: str | Path) -> Path:
-    """One row per result, columns ``CSV_FIELDS``; empty cells for what was not measured."""
+    """One row per result, columns ``CSV_FIELDS``; empty cells for what was not measured.
+    Written atomically: a reader (or a run cut short) sees a whole file."""
     path = Path(path)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_FIELDS)
-        for r in results:
-            values = {
-                "dtype": r.dtype,
-                "m": r.m,
-                "n": r.n,
-                "k": r.k,
-                "us": r.us,
-                "tflops": r.tflops,
-                "bandwidth_pct": r.bandwidth_pct,
-                "weight_bytes": r.weight_bytes,
-                "copy_bandwidth_gbs": r.copy_bandwidth / 1e9,
-                "dense_us": r.dense_us,
-                "speedup": r.speedup,
-                "torch_int4_us": r.int4_us,
-                "rel_error": r.error,
-                "tolerance": r.tolerance,
-                "ok": int(r.ok),
-                "note": r.note,
-            }
-            writer.writerow([_csv_value(values[f]) for f in CSV_FIELDS])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(CSV_FIELDS)
+    for r in results:
+        values = {
+            "dtype": r.dtype,
+            "m": r.m,
+            "n": r.n,
+            "k": r.k,
+            "us": r.us,
+            "tflops": r.tflops,
+            "bandwidth_pct": r.bandwidth_pct,
+            "weight_bytes": r.weight_bytes,
+            "copy_bandwidth_gbs": r.copy_bandwidth / 1e9,
+            "dense_us": r.dense_us,
+            "speedup": r.speedup,
+            "torch_int4_us": r.int4_us,
+            "rel_error": r.error,
+            "tolerance": r.tolerance,
+            "ok": int(r.ok),
+            "note": r.note,
+        }
+        writer.writerow([_csv_value(values[f]) for f in CSV_FIELDS])
+    write_atomically(path, text.getvalue())
     return path
 
 
@@ -430,12 +434,22 @@ def _time_int4(int4: Callable | None, x: Any, reps: int | None, notes: list[str]
 
 
 def measure(
-    args: argparse.Namespace, torch: Any, notes: list[str], device: str = "cuda"
+    args: argparse.Namespace,
+    torch: Any,
+    notes: list[str],
+    device: str = "cuda",
+    on_result: Callable[[list[Result]], None] | None = None,
 ) -> list[Result]:
     """Every (dtype, shape, M) of ``args``, with progress lines on stderr.
 
     ``device="cpu"`` runs the same steps on the interpreter (tests do, with a
-    fake timer); the numbers only mean something on a GPU.
+    fake timer); the numbers only mean something on a GPU. ``on_result`` is
+    called with the results so far after each one (``run`` rewrites the CSV,
+    so a run cut short still leaves what it measured).
+
+    1-bit weights exist only as uint1 with zero points (the levels 0 and 1
+    times a scale, shifted), so ``uint1`` is quantised with them; every
+    other type without.
     """
     import tilevm
 
@@ -467,13 +481,16 @@ def measure(
                 for m in args.m
             }
             try:
-                qw = tilevm.quantize(w, name, group_size=args.group)
+                zero_point = tilevm.dtype(name).nbits == 1
+                qw = tilevm.quantize(w, name, group_size=args.group, zero_point=zero_point)
                 reference_w = qw.dequantize().float()
             except Exception as err:
                 count += len(args.m)
                 why = f"quantize failed: {type(err).__name__}: {_short(err)}"
                 _progress(f"[{count}/{total}] {name} N={n} K={k}: {why}")
                 results.extend(replace(blank[m], note=why) for m in args.m)
+                if on_result is not None:
+                    on_result(results)
                 continue
             for m in args.m:
                 count += 1
@@ -491,6 +508,8 @@ def measure(
                     why = f"{type(err).__name__}: {_short(err)}"
                 r = replace(blank[m], us=us, weight_bytes=qw.nbytes, error=error, note=why)
                 results.append(r)
+                if on_result is not None:
+                    on_result(results)
                 state = f"{_fmt(us)} µs, {_fmt(r.bandwidth_pct)}% BW, error {_error(r)}"
                 _progress(f"[{count}/{total}] {name} M={m} N={n} K={k}: {why or state}")
             del qw, reference_w
@@ -528,11 +547,13 @@ def run(args: argparse.Namespace) -> int:
         "flushed before every repetition",
     ]
     notes: list[str] = []
-    results = measure(args, torch, notes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = measure(
+        args, torch, notes, on_result=lambda so_far: write_csv(so_far, args.out / "gemm.csv")
+    )
     table = format_table(results, args.act)
     text = "\n".join([*header, "", table, *([""] + notes if notes else [])])
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gemm.txt").write_text(text + "\n")
     written = [write_csv(results, args.out / "gemm.csv")]
     try:
