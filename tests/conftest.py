@@ -35,3 +35,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=os.environ.get("TILEVM_MIRROR_ON_HOST") == "1")
+def _mirror_every_launch_on_host():
+    """With TILEVM_MIRROR_ON_HOST=1 every interpreter launch of every test also runs its
+    generated CUDA on the host and is compared (see cuda_host.py): slow, a check to run by hand
+    after a change to the passes or the emitter."""
+    from cuda_host import mirrored_on_host
+
+    with mirrored_on_host():
+        yield

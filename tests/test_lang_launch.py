@@ -280,3 +280,14 @@ def test_a_prepared_launch_on_the_gpu_matches_the_interpreter():
     assert torch.equal(out, x * 2)
     with pytest.raises(tilevm.TileVMError, match=r"argument 'x' must be on cuda:0; got cpu"):
         prepared(x.cpu(), out, 50)
+
+
+@pytest.mark.gpu
+def test_scalars_of_narrow_types_reach_the_gpu_as_the_interpreter_holds_them():
+    # int8 in a byte; float16 and float8_e4m3 as float32 values rounded to their type
+    on_cpu, on_gpu = np.zeros(3, np.float32), torch.zeros(3, device="cuda")
+    for target in (on_cpu, on_gpu):
+        scalars[1](target, -7, 0.1, 3.3)
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(on_gpu.cpu().numpy(), on_cpu)
+    assert on_cpu[0] == -7 + np.float32(np.float16(0.1)) + 3.25

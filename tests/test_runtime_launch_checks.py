@@ -43,10 +43,24 @@ def test_tensor_arguments_must_be_torch_tensors_on_the_kernels_device(value, mes
         launch(built_on_device_0(), (1,), {"x": value, "n": 4})
 
 
-def test_scalar_types_without_a_kernel_argument_form_are_refused():
-    assert scalar_ctype(tilevm.int32) is ctypes.c_int32
-    with pytest.raises(tilevm.TileVMError, match="scalar kernel parameters of type float16"):
-        scalar_ctype(tilevm.float16)
+C_TYPES = {
+    "bool": ctypes.c_bool,
+    "float": ctypes.c_float,
+    "int": ctypes.c_int32,
+    "long long": ctypes.c_int64,
+    "tv_i8": ctypes.c_int8,
+    "tv_u8": ctypes.c_uint8,
+    "tv_i16": ctypes.c_int16,
+    "tv_u16": ctypes.c_uint16,
+    "tv_u32": ctypes.c_uint32,
+}
+
+
+@pytest.mark.parametrize("dtype", tilevm.dtypes.ALL_DTYPES, ids=str)
+def test_every_scalar_type_is_packed_as_the_kernel_declares_it(dtype):
+    from tilevm.codegen.kernel import param_ctype
+
+    assert scalar_ctype(dtype) is C_TYPES[param_ctype(dtype)]
 
 
 @tilevm.kernel

@@ -640,7 +640,8 @@ globals().update({t.name: t for t in ALL_DTYPES})
 # -- type predicates (used by the compiler) --------------------------------------------------------
 def scalar_value(dtype: DataType, value: Any) -> int | float:
     """``value`` as the Python number a scalar kernel argument of ``dtype`` receives (the
-    interpreter, the CPU launch and the GPU launcher all check their scalars with it).
+    interpreter, the CPU launch and the GPU launcher all check their scalars with it); a
+    float rounded to ``dtype`` (nearest even), as the kernel holds it.
 
     Raises ValueError (saying what was expected, for the caller to prefix with
     the argument's name) for a value of the wrong kind or out of ``dtype``'s
@@ -665,7 +666,9 @@ def scalar_value(dtype: DataType, value: Any) -> int | float:
         raise ValueError(f"is {value}, which {dtype} cannot hold")
     if math.isfinite(value) and abs(value) > dtype.max_value:
         raise ValueError(f"{out_of_range} {value}")
-    return value
+    if dtype.nbits == 32:
+        return value
+    return float(dtype.decode(dtype.encode(np.asarray(value))))  # as the type holds it
 
 
 def is_f16(t: DataType) -> bool:

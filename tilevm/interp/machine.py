@@ -141,10 +141,9 @@ def _buffer(p: Param, value: Any) -> np.ndarray:
 def _scalar(p: Param, value: Any) -> int | float:
     t: DataType = p.dtype
     try:
-        value = scalar_value(t, value)
+        return scalar_value(t, value)
     except ValueError as err:
         raise InterpError(f"run: argument '{p.name}' {err}") from None
-    return value if t.is_integer else float(t.decode(t.encode(np.asarray(value))))
 
 
 # -- statements ----------------------------------------------------------------------------------

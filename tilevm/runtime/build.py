@@ -108,7 +108,16 @@ class Launcher:
             if p.kind == "pointer"
         )
         types = [ctypes.c_void_p if p.kind == "pointer" else scalar_ctype(p.dtype) for p in params]
-        self.scalars = tuple((i, p.dtype) for i, p in enumerate(params) if p.kind != "pointer")
+        # (index, dtype, range an int may take without the full check: empty for floats)
+        self.scalars = tuple(
+            (
+                i,
+                p.dtype,
+                range(p.dtype.min_value, p.dtype.max_value + 1) if p.dtype.is_integer else (),
+            )
+            for i, p in enumerate(params)
+            if p.kind != "pointer"
+        )
         index = {name: i for i, name in enumerate(self.names)}
         self.assumptions = tuple((index[a.param], a) for a in built.cuda.assumptions)
         self.packer = ArgumentPacker(types)
@@ -145,9 +154,9 @@ class Launcher:
                     f"{self._where(i)} must be contiguous; got strides {value.stride()}"
                 )
             values[i] = value.data_ptr()
-        for i, dtype in self.scalars:
+        for i, dtype, fast in self.scalars:
             value = args[i]
-            if type(value) is not int or not dtype.min_value <= value <= dtype.max_value:
+            if type(value) is not int or value not in fast:
                 try:  # not the common case of an int in range: the full check
                     values[i] = scalar_value(dtype, value)
                 except ValueError as err:

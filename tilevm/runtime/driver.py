@@ -75,14 +75,19 @@ _CTYPES = {
     ("uint", 8): ctypes.c_uint8,
     ("uint", 16): ctypes.c_uint16,
     ("uint", 32): ctypes.c_uint32,
-    ("float", 32): ctypes.c_float,
 }
 
 
 def scalar_ctype(dtype: DataType) -> type:
-    """The ctypes type a scalar kernel parameter of ``dtype`` is passed as."""
+    """The ctypes type a scalar kernel parameter of ``dtype`` is passed as (what
+    :func:`tilevm.codegen.kernel.param_ctype` declares): every float as a float32 (holding a
+    value of its type), ints of under 8 bits in a byte, others in their own width."""
+    if dtype.is_float:
+        return ctypes.c_float
+    nbits = dtype.nbits
+    key = (dtype.kind, nbits if nbits >= 8 or (dtype.kind, nbits) == ("uint", 1) else 8)
     try:
-        return _CTYPES[(dtype.kind, dtype.nbits)]
+        return _CTYPES[key]
     except KeyError:
         raise TileVMError(f"scalar kernel parameters of type {dtype} are not supported") from None
 
