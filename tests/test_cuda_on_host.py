@@ -23,7 +23,11 @@ from cuda_host import HostRunError, mirrored_on_host, run_on_host
 from lang_testing import fresh_rng
 
 import tilevm
+import tilevm.lang as tl
+from tilevm.codegen import emit_cuda
 from tilevm.ops.quant_matmul import PREFILL_CONFIGS, SPLIT_PREFILL_CONFIGS, Config, _run
+from tilevm.passes.pipeline import run_pipeline
+from tilevm.runtime.compiler import compile_cuda
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import lowbit_gemm
@@ -290,3 +294,28 @@ def test_split_k_gives_the_same_bits_whichever_block_of_a_tile_arrives_last():
         assert not arrays["counters"].any()  # left at 0 for the next launch
         results.append(arrays["out"].copy())
     assert all(np.array_equal(r, results[0]) for r in results)
+
+
+@tilevm.kernel(num_warps=8)
+def small_dot(
+    a: tilevm.Ptr[tilevm.float16], b: tilevm.Ptr[tilevm.float16], c: tilevm.Ptr[tilevm.float32]
+):
+    """A 32 x 8 dot for 8 warps: two along m compute it, the other six hold copies."""
+    ta = tl.load(tl.global_view(a, [32, 32]), [0, 0], [32, 32])
+    tb = tl.load(tl.global_view(b, [32, 8]), [0, 0], [32, 8])
+    acc = tl.dot(ta, tb, tl.full([32, 8], 0.5, tilevm.float32))
+    tl.store(tl.global_view(c, [32, 8]), acc + tl.sum(acc, 0), [0, 0])
+
+
+def test_a_dot_whose_tile_is_too_small_for_the_warps_runs_as_generated():
+    rng = fresh_rng()
+    a = rng.standard_normal((32, 32)).astype(np.float16)
+    b = rng.standard_normal((32, 8)).astype(np.float16)
+    with mirrored_on_host() as mirrored:
+        small_dot[(1,)](a, b, np.zeros((32, 8), np.float32))
+    assert mirrored == ["small_dot"]
+    kernel = emit_cuda(run_pipeline(small_dot.program()))
+    module = compile_cuda(kernel.source, kernel.name, "sm_90a")
+    assert module.report.spill_bytes == 0
+    # each warp: its 16 x 8 tile of the two, two k steps of 16
+    assert module.ptx.count("mma.sync.aligned.m16n8k16") == 2

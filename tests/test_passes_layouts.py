@@ -15,7 +15,14 @@ from tilevm.interp import run
 from tilevm.ir import Builder, RegisterTensor
 from tilevm.ir import inst as I
 from tilevm.ir.printer import format_program
-from tilevm.layouts import local, mma_m16n8k16_a, mma_m16n8k16_b, mma_m16n8k16_c, spatial
+from tilevm.layouts import (
+    local,
+    mma_m16n8k16_a,
+    mma_m16n8k16_b,
+    mma_m16n8k16_c,
+    replicate,
+    spatial,
+)
 from tilevm.passes.infer_layouts import (
     LayoutInferenceError,
     auto_layout,
@@ -80,6 +87,18 @@ def test_dot_prefers_the_warp_arrangement_that_matches_a_given_operand():
     along_n = local(4, 1) * spatial(1, 4) * mma_m16n8k16_b()
     _, b, c = dot_layouts(16, 32, 64, 4, False, {"b": along_n})
     assert b == along_n and c.num_threads == 128
+
+
+def test_a_dot_too_small_for_the_warps_gives_the_others_replicas():
+    a, b, c = dot_layouts(16, 8, 16, 4, False, {})
+    copies = replicate(4, rank=2)
+    assert (a, b, c) == (
+        copies * mma_m16n8k16_a(),
+        copies * mma_m16n8k16_b(),
+        copies * mma_m16n8k16_c(),
+    )
+    _, _, c = dot_layouts(32, 8, 16, 8, False, {})  # two warps along m, four copies of them
+    assert c.num_threads == 256 and c == replicate(4, rank=2) * spatial(2, 1) * mma_m16n8k16_c()
 
 
 @pytest.mark.parametrize(("m", "n", "k"), [(8, 8, 16), (16, 4, 16), (16, 8, 8)])

@@ -89,11 +89,14 @@ def dot_layouts(
     """Layouts (a, b, c) of an m x n x k dot on mma.sync fragments spread over the warps.
 
     Tries every arrangement of warps (wm along m, wn along n) that divides the
-    tile, each in two forms: *interleaved* (a warp's mma tiles are every wm-th
-    along m and wn-th along n) and *blocked* (warp (i, j) owns one contiguous
-    block of m / wm rows and n / wn columns, as pre-packed weights are laid
-    out). It prefers one that agrees with layouts in ``prefer`` ('a', 'b',
-    'c'), then the squarest per-warp tile, then the interleaved form. Either
+    tile, with all the warps or, for a tile too small for them, the first
+    ``wm * wn`` with the others holding replicas (each computes the same mma
+    tiles; stores take one copy). Each comes in two forms: *interleaved* (a
+    warp's mma tiles are every wm-th along m and wn-th along n) and *blocked*
+    (warp (i, j) owns one contiguous block of m / wm rows and n / wn columns,
+    as pre-packed weights are laid out). It prefers one that agrees with
+    layouts in ``prefer`` ('a', 'b', 'c'), then the fewest replicas, then the
+    squarest per-warp tile, then the interleaved form. Either
     way each thread's registers run over (m, k) / (k, n) / (m, n) mma tiles
     in the same order, which is what the mma emission relies on.
     """
@@ -109,30 +112,30 @@ def dot_layouts(
             f"{atom_k}"
         )
     best = None
-    for wm in range(1, num_warps + 1):
-        if num_warps % wm:
-            continue
-        wn = num_warps // wm
-        if (m // 16) % wm or (n // 8) % wn:
-            continue
-        rm, rn, rk = m // (16 * wm), n // (8 * wn), k // atom_k
-        wa, wb = spatial(wm, 1) * replicate(wn, rank=2), replicate(wm, rank=2) * spatial(1, wn)
-        forms = (
-            (1, local(rm, rk) * wa * atoms[0], local(rk, rn) * wb * atoms[1],
-             local(rm, rn) * spatial(wm, wn) * atoms[2]),
-            (0, wa * local(rm, rk) * atoms[0], wb * local(rk, rn) * atoms[1],
-             spatial(wm, wn) * local(rm, rn) * atoms[2]),
-        )  # fmt: skip
-        for interleaved, a, b, c in forms:
-            agree = sum(prefer.get(key) == value for key, value in (("a", a), ("b", b), ("c", c)))
-            score = (agree, -abs(math.log2((m / wm) / (n / wn))), interleaved)
-            if best is None or score > best[0]:
-                best = (score, (a, b, c))
-    if best is None:
-        raise LayoutInferenceError(
-            f"dot of {m}x{k} by {k}x{n}: {num_warps} warps do not divide the tile into "
-            "16x8 mma tiles"
-        )
+    for used in (u for u in range(num_warps, 0, -1) if num_warps % u == 0):
+        copies = num_warps // used  # warps beyond the tile's mma tiles hold replicas
+        for wm in (w for w in range(1, used + 1) if used % w == 0):
+            wn = used // wm
+            if (m // 16) % wm or (n // 8) % wn:
+                continue
+            rm, rn, rk = m // (16 * wm), n // (8 * wn), k // atom_k
+            rep = replicate(copies, rank=2)
+            wa = rep * spatial(wm, 1) * replicate(wn, rank=2)
+            wb = rep * replicate(wm, rank=2) * spatial(1, wn)
+            wc = rep * spatial(wm, wn)
+            forms = (
+                (1, local(rm, rk) * wa * atoms[0], local(rk, rn) * wb * atoms[1],
+                 local(rm, rn) * wc * atoms[2]),
+                (0, wa * local(rm, rk) * atoms[0], wb * local(rk, rn) * atoms[1],
+                 wc * local(rm, rn) * atoms[2]),
+            )  # fmt: skip
+            for interleaved, a, b, c in forms:
+                pairs = (("a", a), ("b", b), ("c", c))
+                agree = sum(prefer.get(key) == value for key, value in pairs)
+                score = (agree, -copies, -abs(math.log2((m / wm) / (n / wn))), interleaved)
+                if best is None or score > best[0]:
+                    best = (score, (a, b, c))
+    assert best is not None  # one warp and replicas always fit
     return best[1]
 
 
