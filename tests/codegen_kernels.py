@@ -4,6 +4,16 @@ import tilevm
 import tilevm.lang as tl
 from tilevm.layouts import local, spatial
 
+RUNNABLE = (
+    "cross_warp_sum",
+    "transpose_via_layouts",
+    "scalars_and_control",
+    "conversions",
+    "int8_dot",
+    "bf16_dot",
+)
+"""The kernels below that the backend compiles (``float32_dot`` it refuses)."""
+
 
 @tilevm.kernel(num_warps=4)
 def cross_warp_sum(x: tilevm.Ptr[tilevm.float16], out: tilevm.Ptr[tilevm.float16], n: tilevm.int32):

@@ -63,14 +63,7 @@ EXAMPLES = {
     "lowbit_gemm_e3m2": lambda: lowbit_gemm.lowbit_gemm.program(WTYPE=tilevm.float6_e3m2),
     "lowbit_gemm_int4": lambda: lowbit_gemm.lowbit_gemm.program(WTYPE=tilevm.int4),
 }
-EXTRA = (
-    "cross_warp_sum",
-    "transpose_via_layouts",
-    "scalars_and_control",
-    "conversions",
-    "int8_dot",
-    "bf16_dot",
-)
+EXTRA = codegen_kernels.RUNNABLE
 
 
 @pytest.fixture(scope="module")

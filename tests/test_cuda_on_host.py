@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import codegen_kernels
 import numpy as np
 import pytest
 import torch
@@ -225,8 +226,9 @@ def test_the_harness_gives_stale_bytes_to_a_kernel_that_does_not_wait_for_its_co
 
 # -- the kernels that exercise every instruction the emitter lowers -----------------------------
 def _every_instruction_launches(rng):
-    import codegen_kernels as ck
     import ml_dtypes
+
+    ck = codegen_kernels
 
     def bf16(values):
         return np.asarray(values, np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
@@ -263,17 +265,7 @@ def _every_instruction_launches(rng):
     }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "cross_warp_sum",
-        "transpose_via_layouts",
-        "scalars_and_control",
-        "conversions",
-        "int8_dot",
-        "bf16_dot",
-    ],
-)
+@pytest.mark.parametrize("name", codegen_kernels.RUNNABLE)
 def test_kernels_using_every_instruction_run_as_generated(name):
     launch = _every_instruction_launches(fresh_rng())[name]
     with mirrored_on_host() as mirrored:
