@@ -21,7 +21,11 @@ shared library, with
   staged tile before waiting reads stale bytes; shared memory starts each
   block filled with ``0xCD``;
 - every tensor copied into a buffer with guard bytes on both sides, checked
-  after the launch, so a store outside a tensor is an error.
+  after the launch, so a store outside a tensor is an error;
+- the shared-memory addresses of every ``ldmatrix`` and ``cp.async`` costed
+  in wavefronts by the banks they hit (:class:`BankTraffic`), so a tile whose
+  layout makes them conflict, which computes the right thing at a fraction
+  of the speed, shows without a GPU.
 
 Blocks run one after another, in grid order. Float results of ``mma`` are
 summed in double and rounded once (the hardware's order is its own), so they
@@ -38,6 +42,7 @@ import hashlib
 import re
 import subprocess
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -136,6 +141,7 @@ struct tv_host_fiber {
   int state;
   std::vector<std::vector<tv_host_copy>> groups;  // committed cp.async groups, oldest first
   std::vector<tv_host_copy> open;                 // copies not yet committed
+  std::vector<tv_host_copy> issued;               // every cp.async, in issue order (banks)
 };
 static std::vector<tv_host_fiber> tv_fibers;
 static char* tv_stacks = nullptr;  // the fibers' stacks, for one launch (pages touched on use)
@@ -143,6 +149,33 @@ static ucontext_t tv_scheduler;
 static int tv_current = 0;
 alignas(16) static unsigned char tv_smem[232448];
 static std::string tv_error;
+
+// Shared-memory bank model (as the hardware serves a warp's access): 32 banks of 4-byte words;
+// a phase is 32 lanes for accesses of up to 4 bytes, 16 for 8 bytes, 8 for 16 bytes (one
+// ldmatrix matrix is one phase of 8 rows); a phase takes as many wavefronts as the most
+// distinct words one bank must deliver. Totals per launch: wavefronts and the ideal (phases).
+enum { TV_LDMATRIX, TV_CP_ASYNC };
+static long long tv_wavefronts[2][2];
+static void tv_bank_phase(int kind, const unsigned char* const* starts, int lanes, int bytes) {
+  int load[32] = {0};
+  std::vector<long long> seen;
+  for (int i = 0; i < lanes; ++i) {
+    if (!starts[i]) continue;
+    for (int b = 0; b < (bytes + 3) / 4; ++b) {
+      const long long word = (starts[i] - tv_smem) / 4 + b;
+      bool again = false;
+      for (long long w : seen) again = again || w == word;
+      if (again) continue;
+      seen.push_back(word);
+      ++load[word % 32];
+    }
+  }
+  if (seen.empty()) return;
+  int most = 0;
+  for (int b = 0; b < 32; ++b) most = load[b] > most ? load[b] : most;
+  tv_wavefronts[kind][0] += most;
+  tv_wavefronts[kind][1] += 1;
+}
 
 static void tv_yield(int state) {
   tv_fibers[tv_current].state = state;
@@ -181,6 +214,13 @@ static void tv_host_ldmatrix(unsigned* d, const void* row, int num, bool trans) 
   tv_ptrs[tv_current] = row;
   tv_warp_sync();
   const int l = tv_lane(), base = tv_warp_base();
+  if (l == 0) {
+    for (int j = 0; j < num; ++j) {
+      const unsigned char* rows[8];
+      for (int r = 0; r < 8; ++r) rows[r] = (const unsigned char*)tv_ptrs[base + 8 * j + r];
+      tv_bank_phase(TV_LDMATRIX, rows, 8, 16);
+    }
+  }
   for (int j = 0; j < num; ++j) {
     unsigned short e[2];
     for (int h = 0; h < 2; ++h) {
@@ -265,6 +305,30 @@ static void tv_host_cp(void* dst, const void* src, int size, int src_bytes) {
     tv_error = "cp.async of " + std::to_string(size) + " bytes at a misaligned address";
   }
   tv_fibers[tv_current].open.push_back({dst, src, size, src_bytes});
+  tv_fibers[tv_current].issued.push_back({dst, src, size, src_bytes});
+}
+
+// The block's cp.async writes into shared memory, costed per warp: the i-th copy of each lane
+// is one instruction (every kernel here issues its copies without divergence).
+static void tv_bank_copies(int threads) {
+  for (int w = 0; w < threads; w += 32) {
+    size_t most = 0;
+    for (int t = w; t < w + 32 && t < threads; ++t) {
+      most = tv_fibers[t].issued.size() > most ? tv_fibers[t].issued.size() : most;
+    }
+    for (size_t i = 0; i < most; ++i) {
+      const unsigned char* starts[32] = {nullptr};
+      int bytes = 0;
+      for (int t = w; t < w + 32 && t < threads; ++t) {
+        if (i < tv_fibers[t].issued.size()) {
+          starts[t - w] = (const unsigned char*)tv_fibers[t].issued[i].dst;
+          bytes = tv_fibers[t].issued[i].size;
+        }
+      }
+      const int lanes = bytes <= 4 ? 32 : 128 / bytes;
+      for (int p = 0; p < 32; p += lanes) tv_bank_phase(TV_CP_ASYNC, starts + p, lanes, bytes);
+    }
+  }
 }
 static void tv_host_cp_commit() {
   tv_host_fiber& f = tv_fibers[tv_current];
@@ -334,7 +398,10 @@ static bool tv_run_block(int threads) {
       done = done && tv_fibers[t].state == TV_DONE;
       at_block = at_block || tv_fibers[t].state == TV_AT_BLOCK;
     }
-    if (done) return true;
+    if (done) {
+      tv_bank_copies(threads);
+      return true;
+    }
     for (int t = 0; t < threads; ++t) {
       if (tv_fibers[t].state == TV_DONE) {
         tv_error = "__syncthreads that thread " + std::to_string(t) + " never reaches (it exited)";
@@ -356,6 +423,7 @@ extern "C" int tv_host_launch(int gx, int gy, int gz, const int* order, char* er
       tv_fibers.clear();
     }
   } free_stacks;
+  std::memset(tv_wavefronts, 0, sizeof tv_wavefronts);
   gridDim = {(unsigned)gx, (unsigned)gy, (unsigned)gz};
   blockDim = {(unsigned)TV_THREADS, 1, 1};
   tv_error.clear();
@@ -372,7 +440,25 @@ extern "C" int tv_host_launch(int gx, int gy, int gz, const int* order, char* er
   }
   return 0;
 }
+
+// The last launch's shared-memory wavefronts and their ideal: ldmatrix, then cp.async.
+extern "C" void tv_host_banks(long long* out) {
+  std::memcpy(out, tv_wavefronts, sizeof tv_wavefronts);
+}
 """
+
+
+@dataclass(frozen=True)
+class BankTraffic:
+    """A launch's shared-memory wavefronts against the ideal (one per phase), per instruction
+    kind the harness sees the addresses of; equal means free of bank conflicts."""
+
+    ldmatrix: tuple[int, int]
+    cp_async: tuple[int, int]
+
+    @property
+    def conflict_free(self) -> bool:
+        return self.ldmatrix[0] == self.ldmatrix[1] and self.cp_async[0] == self.cp_async[1]
 
 
 class HostRunError(AssertionError):
@@ -438,12 +524,13 @@ def run_on_host(
     defines: Mapping[str, str] | None = None,
     edit: Callable[[str], str] | None = None,
     shuffle: int | None = None,
-) -> None:
+) -> BankTraffic:
     """Launch ``program``'s generated CUDA on ``grid`` on the host; numpy arrays in ``args``
     (by parameter name, in the interpreter's storage types) are written in place. ``defines``
     are macros set before the kernel; ``edit`` see :func:`host_source`. Blocks run in grid
     order (x fastest), or with ``shuffle`` in an order drawn from that seed, as a GPU may
-    schedule them."""
+    schedule them. Returns the launch's shared-memory traffic (``ldmatrix`` reads and
+    ``cp.async`` writes, in wavefronts)."""
     source, _ = host_source(program, defines, edit)
     lib = _library(source)
     lib.tv_host_args.restype = ctypes.POINTER(ctypes.c_void_p)
@@ -483,6 +570,9 @@ def run_on_host(
         if (before != 0xAB).any() or (after != 0xAB).any():
             raise HostRunError(f"{program.name}: a store outside tensor {name!r}")
         np.copyto(value.reshape(-1).view(np.uint8), padded[start : start + size])
+    banks = np.zeros(4, np.int64)
+    lib.tv_host_banks(banks.ctypes.data_as(ctypes.c_void_p))
+    return BankTraffic((int(banks[0]), int(banks[1])), (int(banks[2]), int(banks[3])))
 
 
 def _as_float(array: np.ndarray, dtype) -> np.ndarray:
@@ -517,18 +607,27 @@ def compare(name: str, dtype, interpreted: np.ndarray, emulated: np.ndarray, rto
         )
 
 
+class _Mirrored(list):
+    """Names of the programs mirrored, with their launches' bank traffic."""
+
+    def __init__(self):
+        super().__init__()
+        self.traffic: list[BankTraffic] = []
+
+
 @contextlib.contextmanager
 def mirrored_on_host(rtol: float = 2.0**-9, defines: Mapping[str, str] | None = None):
     """Within the block, every launch on the CPU also runs its generated CUDA on the host (on
     copies of the arguments, with the macros ``defines``), compared with the interpreter's
     results tensor by tensor.
 
-    Yields the list of program names mirrored so far.
+    Yields the list of program names mirrored so far; its ``traffic`` holds each launch's
+    :class:`BankTraffic`, in the same order.
     """
     from tilevm.lang import launch
 
     interpret = launch.run_on_cpu
-    mirrored: list[str] = []
+    mirrored = _Mirrored()
 
     def both(kernel, program, grid, values):
         arrays: dict[str, Any] = {}
@@ -541,7 +640,7 @@ def mirrored_on_host(rtol: float = 2.0**-9, defines: Mapping[str, str] | None = 
             elif p.kind == "scalar":
                 arrays[p.name] = launch._scalar(kernel, p.name, p.dtype, values[p.name])
         interpret(kernel, program, grid, values)  # first: what it refuses is the test's to see
-        run_on_host(program, grid, arrays, defines)
+        mirrored.traffic.append(run_on_host(program, grid, arrays, defines))
         for p in program.params:
             if p.kind == "pointer":
                 result, _ = launch._as_array(
@@ -558,4 +657,11 @@ def mirrored_on_host(rtol: float = 2.0**-9, defines: Mapping[str, str] | None = 
         launch.run_on_cpu = interpret
 
 
-__all__ = ["HostRunError", "compare", "host_source", "mirrored_on_host", "run_on_host"]
+__all__ = [
+    "BankTraffic",
+    "HostRunError",
+    "compare",
+    "host_source",
+    "mirrored_on_host",
+    "run_on_host",
+]

@@ -369,6 +369,59 @@ def test_shared_allocation_follows_the_programs_alloc_order(kernels):
     assert "sb = reinterpret_cast<tv_f16*>(smem + 1024);" in source
 
 
+def _shared_layouts(program):
+    from tilevm.ir.stmt import instructions
+
+    planned = run_pipeline(program)
+    return [i.out.layout for i in instructions(planned.body) if isinstance(i, I.AllocShared)]
+
+
+def test_a_staged_tile_read_in_k_steps_gets_padded_rows_and_tiles_read_whole_a_swizzle():
+    from tilevm.layouts.shared import shared_row_major
+    from tilevm.ops.qgemm import GEMM
+
+    # the GEMM's x tile, read 16 columns a step with ldmatrix: padded rows keep each step an
+    # immediate offset (a swizzle would cost an XOR a step); the example's tiles are read whole
+    decode = GEMM[tilevm.float16].program(
+        WTYPE=tilevm.int4,
+        GROUP=128,
+        BLOCK_M=8,
+        WARPS=4,
+        HAS_ZEROS=False,
+        ZERO_OFFSET=0,
+        HAS_BIAS=False,
+    )
+    assert _shared_layouts(decode) == [shared_row_major(8, 64, pad=8)] * 2
+    sa, sb = _shared_layouts(matmul_fp16.matmul.program())
+    assert sa.swizzle is not None and sb.swizzle is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a * 4 + b + 8 + 16", ("a * 4 + b", 24)),
+        ("x - 16", ("x", -16)),
+        ("(x + 16) * 64", ("(x + 16) * 64", 0)),
+        ("tid & 15", ("tid & 15", 0)),
+        ("37", ("0", 37)),
+        ("f(a + 1) + 2", ("f(a + 1)", 2)),
+    ],
+)
+def test_split_const_takes_apart_the_trailing_constants_add_writes(text, expected):
+    from tilevm.codegen.text import split_const
+
+    assert split_const(text) == expected
+
+
+def test_linear_multiplies_each_indexs_constant_out_of_its_terms():
+    from tilevm.codegen.text import linear
+
+    assert linear(["(tid & 15) + 16", "((tid >> 4) & 1) * 8 + 32"], [72, 1]) == (
+        "(tid & 15) * 72 + ((tid >> 4) & 1) * 8",
+        16 * 72 + 32,
+    )
+
+
 # -- numerics of the helpers, on the host ----------------------------------------------------------
 host = pytest.mark.skipif(not codegen_host.have_compiler(), reason="needs a host g++")
 SMALL_FLOATS = [t for t in tilevm.dtypes.LOW_BIT_DTYPES if t.is_float]

@@ -98,6 +98,8 @@ def test_every_decode_launch_kind_runs_as_generated(name, m, group, zero_point, 
     with mirrored_on_host() as mirrored:
         _run(*args, cfg=cfg)
     assert mirrored == ["qgemm_float16"]
+    # x's staged tile: the cp.async writes and the ldmatrix reads take one wavefront a phase
+    assert mirrored.traffic[0].conflict_free, mirrored.traffic
 
 
 PREFILL_CASES = [
@@ -120,6 +122,7 @@ def test_every_prefill_tile_shape_runs_as_generated(name, m, group, zero_point, 
     with mirrored_on_host() as mirrored:
         _run(*args, cfg=cfg)
     assert mirrored == ["qgemm_tc_float16"]
+    assert mirrored.traffic[0].conflict_free, mirrored.traffic
 
 
 @pytest.mark.parametrize("name", ["float8_e4m3", "float8_e5m2"])
@@ -222,6 +225,20 @@ def test_the_harness_gives_stale_bytes_to_a_kernel_that_does_not_wait_for_its_co
         outputs[waits] = arrays["out"].astype(np.float32)
     np.testing.assert_allclose(outputs[True], good, rtol=2e-3, atol=2e-2)
     assert not np.allclose(outputs[False], outputs[True], rtol=2e-3, atol=2e-2)
+
+
+def test_the_harness_counts_the_wavefronts_of_a_tile_without_padding():
+    # x's rows padded to 72 elements put the 8 rows of each ldmatrix matrix in 8 groups of
+    # banks; at 64 (as plain row-major would be) they share one group: 8 wavefronts a matrix.
+    program, arrays, good = _decode_launch()
+    padded = run_on_host(program, (1, 1, 1), arrays)
+    # 2 warps x 4 k tiles x 4 steps x an ldmatrix.x2: 64 phases
+    assert padded.conflict_free and padded.ldmatrix[1] == 2 * 4 * 4 * 2
+    arrays["out"] = np.zeros((3, 128), np.float16)
+    plain = run_on_host(program, (1, 1, 1), arrays, edit=lambda s: s.replace(" * 72", " * 64"))
+    np.testing.assert_allclose(arrays["out"].astype(np.float32), good, rtol=2e-3, atol=2e-2)
+    assert plain.ldmatrix == (8 * padded.ldmatrix[1], padded.ldmatrix[1])
+    assert plain.cp_async == padded.cp_async  # a row's 8 chunks of 16 bytes: no conflict
 
 
 # -- the kernels that exercise every instruction the emitter lowers -----------------------------

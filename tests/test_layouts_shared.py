@@ -361,6 +361,39 @@ def test_choose_swizzle_picks_2_3_3_for_ldmatrix_of_64_byte_rows():
     )
 
 
+def _ldmatrix_rows_of_a_k_step(rows: int, step: int) -> np.ndarray:
+    """The index table of one warp's ldmatrix.x4 of the 16 x 16 block at column 16 step:
+    lane l's row of 8 elements starts at (l % 16, 16 step + 8 (l // 16))."""
+    lane = np.arange(32)
+    table = np.zeros((32, 8, 2), np.int64)
+    table[:, :, 0] = (lane % 16)[:, None] % rows
+    table[:, :, 1] = 16 * step + 8 * (lane // 16)[:, None] + np.arange(8)
+    return table
+
+
+def test_choose_swizzle_costs_index_tables_like_the_layouts_they_spell():
+    table = LDMATRIX_64x64.table()
+    assert choose_swizzle((64, 64), 16, [(table, 8)]) == shared_row_major(64, 64).swizzled(3, 3, 3)
+    steps = [(_ldmatrix_rows_of_a_k_step(16, s), 8) for s in range(4)]
+    assert choose_swizzle((16, 64), 16, steps) == shared_row_major(16, 64).swizzled(3, 3, 3)
+
+
+def test_choose_swizzle_pads_first_when_asked_for_a_tile_read_in_steps():
+    steps = [(_ldmatrix_rows_of_a_k_step(16, s), 8) for s in range(4)]
+    chosen = choose_swizzle((16, 64), 16, steps, pad_first=True)
+    # Paddings under 8 elements break the 16-byte rows; 8 puts rows 144 bytes apart.
+    assert chosen == shared_row_major(16, 64, pad=8)
+
+
+def test_choose_swizzle_checks_index_tables():
+    with pytest.raises(LayoutError, match=r"outside the tile \(16, 64\)"):
+        choose_swizzle((16, 64), 16, [(_ldmatrix_rows_of_a_k_step(16, 4), 8)])
+    with pytest.raises(LayoutError, match=r"integers of shape \(threads, locals, 2\)"):
+        choose_swizzle((16, 64), 16, [(np.zeros((32, 8)), 8)])
+    with pytest.raises(LayoutError, match="vector must divide the table's 6 locals; got 4"):
+        choose_swizzle((16, 64), 16, [(_ldmatrix_rows_of_a_k_step(16, 0)[:, :6], 4)])
+
+
 def test_choose_swizzle_keeps_plain_row_major_when_it_is_already_conflict_free():
     assert choose_swizzle((64, 64), 16, [(STORE_64x64, 8)]) == shared_row_major(64, 64)
 

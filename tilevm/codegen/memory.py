@@ -52,7 +52,7 @@ from ..passes.ldmatrix_match import rows_fit_shared
 from ..passes.vectorise import widest_vector
 from .emitter import EMIT, CodegenError, Emitter, GlobalVar, SharedVar
 from .ldmatrix import emit_ldmatrix
-from .text import add, as_int, mul
+from .text import add, as_int, linear, mul
 from .values import elem_bytes, elem_ctype, elem_literal, from_code, scalar_ctype, to_code
 
 _VECTOR_TYPES = {2: "tv_u16", 4: "tv_u32", 8: "tv_b64", 16: "tv_b128"}
@@ -478,12 +478,23 @@ def _free_shared(em: Emitter, inst: I.FreeShared) -> None:
 
 
 def shared_offset(sv: SharedVar, index: Sequence[str], pre) -> str:
-    strided = address(index, sv.strides)
+    """The element offset of ``index`` in ``sv``: strided, then swizzled.
+
+    The index's constants are taken apart from the terms ``t`` that vary:
+    ``c = l + h`` with ``h`` a multiple of the swizzle's span ``2**(base +
+    shift + bits)``. A swizzle reads and changes only the bits below its span,
+    so ``h`` passes through it, ``swizzle(t + c) = swizzle(t + l) + h``: the
+    parts a thread accesses a whole span apart share one swizzled address and
+    differ by an immediate offset.
+    """
+    terms, const = linear(index, sv.strides)
     if sv.swizzle is None:
-        return strided
+        return add(terms, const)
     pre.use("swizzle")
     z = sv.swizzle
-    return f"tv_swizzle<{z.bits}, {z.base}, {z.shift}>({strided})"
+    span = 1 << (z.base + z.shift + z.bits)
+    low = const % span
+    return add(f"tv_swizzle<{z.bits}, {z.base}, {z.shift}>({add(terms, low)})", const - low)
 
 
 def _shared_vector(em: Emitter, sv: SharedVar, layout, offsets, ebytes: int) -> int:

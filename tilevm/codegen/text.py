@@ -7,6 +7,7 @@ product, a parenthesised shift...) or Python ints.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _INT = re.compile(r"-?\d+")
 
@@ -35,6 +36,42 @@ def add(*parts: str | int) -> str:
     elif const < 0:
         text += f" - {-const}"
     return text
+
+
+_TRAILING = re.compile(r"(.+) ([+-]) (\d+)")
+
+
+def split_const(text: str | int) -> tuple[str, int]:
+    """``text`` as (the rest, its trailing integer constants summed), as :func:`add` writes a
+    sum: ``"a * 4 + b + 8 + 16"`` is ``("a * 4 + b", 24)``; ``"(a + 1) * 8"`` is itself and 0."""
+    v = as_int(text)
+    if v is not None:
+        return "0", v
+    rest, const = str(text), 0
+    while (match := _TRAILING.fullmatch(rest)) is not None and not _unbalanced(match.group(1)):
+        rest = match.group(1)
+        const += (-1 if match.group(2) == "-" else 1) * int(match.group(3))
+    return rest, const
+
+
+def linear(index: Sequence[str | int], strides: Sequence[int]) -> tuple[str, int]:
+    """``sum(index[d] * strides[d])`` for integer strides as (the varying terms, one constant):
+    each index's trailing constant multiplied out, so that a caller can treat it apart."""
+    terms, const = [], 0
+    for i, s in zip(index, strides):
+        rest, c = split_const(i)
+        terms.append(mul(rest, s))
+        const += c * s
+    return add(*terms), const
+
+
+def _unbalanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1, "[": 1, "]": -1}.get(ch, 0)
+        if depth < 0:
+            return True
+    return depth != 0
 
 
 def mul(a: str | int, b: str | int) -> str:
@@ -69,4 +106,4 @@ def _loose(text: str) -> bool:
     return False
 
 
-__all__ = ["add", "as_int", "mul"]
+__all__ = ["add", "as_int", "linear", "mul", "split_const"]

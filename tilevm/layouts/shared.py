@@ -315,6 +315,26 @@ def _check_access(shape: tuple[int, ...], layout: RegisterLayout, vector: int) -
         )
 
 
+def _check_table(shape: tuple[int, ...], table, vector: int) -> np.ndarray:
+    """An index table ``(threads, locals, rank)`` of elements inside ``shape``, as an array."""
+    table = np.asarray(table)
+    if table.dtype.kind not in "iu" or table.ndim != 3 or table.shape[2] != len(shape):
+        raise LayoutError(
+            f"an index table must be integers of shape (threads, locals, {len(shape)}); got "
+            f"{table.dtype} of shape {table.shape}"
+        )
+    if table.shape[1] % vector:
+        raise LayoutError(f"vector must divide the table's {table.shape[1]} locals; got {vector}")
+    outside = (table < 0) | (table >= np.asarray(shape))
+    if outside.any():
+        t, i, _ = np.argwhere(outside)[0]
+        raise LayoutError(
+            f"thread {t} local {i} indexes {tuple(table[t, i].tolist())}, outside the tile "
+            f"{tuple(shape)}"
+        )
+    return table
+
+
 def _gather(shared: SharedLayout, table: np.ndarray) -> np.ndarray:
     """Offsets of a register table ``(threads, locals, rank)``: shape ``(threads, locals)``."""
     return shared.offsets()[tuple(table[..., d] for d in range(table.shape[-1]))]
@@ -438,13 +458,15 @@ def choose_swizzle(
     accesses: Sequence[tuple[RegisterLayout, int]],
     *,
     pad_ok: bool = False,
+    pad_first: bool = False,
 ) -> SharedLayout:
     """A row-major layout of ``shape`` on which every access is bank-conflict free.
 
     Tries, in order: plain row-major; row-major with each swizzle below; with
     ``pad_ok``, row-major with 1, 2, ... elements of padding per row, up to one
-    128-byte line. Returns the first candidate on which :func:`bank_conflicts`
-    reports zero conflicts for every ``(layout, vector)`` in ``accesses``.
+    128-byte line (with ``pad_first``, the paddings before the swizzles).
+    Returns the first candidate on which :func:`bank_conflicts` reports zero
+    conflicts for every access in ``accesses``.
 
     The swizzles are every ``Swizzle(bits, base, shift)`` that can matter:
 
@@ -468,9 +490,19 @@ def choose_swizzle(
     elem_bits
         Bits per element.
     accesses
-        ``(register layout, vector)`` pairs, as for :func:`bank_conflicts`.
+        ``(register layout, vector)`` pairs, as for :func:`bank_conflicts`, or
+        ``(index table, vector)`` pairs: an integer array ``(threads, locals,
+        rank)`` whose ``[t, i]`` is the tile index of thread ``t``'s local ``i``,
+        as :meth:`RegisterLayout.table` gives it. A table describes what a
+        layout cannot: a part of the tile (the part's table plus its offsets),
+        or ``ldmatrix`` rows (each thread's 8 elements, ``vector`` 8).
     pad_ok
         Whether padding (which costs memory) may be used when no swizzle works.
+    pad_first
+        Try the paddings before the swizzles (implies ``pad_ok``): for a tile
+        read in parts at fixed steps, where a padded row keeps each step an
+        immediate offset from one address a thread computes once, and a
+        swizzle costs an XOR a step (and a register for each address it keeps).
 
     Raises
     ------
@@ -485,11 +517,17 @@ def choose_swizzle(
     prepared = []
     for pair in accesses:
         if not isinstance(pair, tuple) or len(pair) != 2:
-            raise LayoutError(f"each access must be a (RegisterLayout, vector) pair; got {pair!r}")
-        layout, vector = pair
+            raise LayoutError(
+                f"each access must be a (RegisterLayout or index table, vector) pair; got {pair!r}"
+            )
+        who, vector = pair
         nbytes = _access_bytes(elem_bits, vector)
-        _check_access(plain.shape, layout, vector)
-        prepared.append((layout.table(), vector, nbytes))
+        if isinstance(who, RegisterLayout):
+            _check_access(plain.shape, who, vector)
+            table = who.table()
+        else:
+            table = _check_table(plain.shape, who, vector)
+        prepared.append((table, vector, nbytes))
 
     def conflicts(shared: SharedLayout) -> list[int]:
         return [_cost(_gather(shared, t), elem_bits, v, b).conflicts for t, v, b in prepared]
@@ -497,19 +535,21 @@ def choose_swizzle(
     best = (plain, conflicts(plain))  # an access invalid on plain storage raises here
     if not any(best[1]):
         return plain
-    candidates: list[SharedLayout] = []
+    swizzled: list[SharedLayout] = []
     for swizzle in _swizzle_candidates(elem_bits, max(v for _, v, _ in prepared), plain.size):
         try:
-            candidates.append(SharedLayout(plain.shape, plain.strides, swizzle))
+            swizzled.append(SharedLayout(plain.shape, plain.strides, swizzle))
         except LayoutError:
             continue  # the swizzle would leave the span
-    tried = f"plain row-major and {len(candidates)} swizzles"
-    if pad_ok:
+    tried = f"plain row-major and {len(swizzled)} swizzles"
+    padded: list[SharedLayout] = []
+    if pad_ok or pad_first:
         pads = range(1, max(1, 1024 // elem_bits) + 1)
-        candidates += [shared_row_major(*shape, pad=p) for p in pads]
+        padded = [shared_row_major(*shape, pad=p) for p in pads]
         tried += f" and paddings of 1..{pads[-1]} elements"
     else:
         tried += " (padding not allowed)"
+    candidates = padded + swizzled if pad_first else swizzled + padded
     for shared in candidates:
         try:
             cost = conflicts(shared)
