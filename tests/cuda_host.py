@@ -210,7 +210,21 @@ template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int mask) {
 // ldmatrix.m8n8.x{num}[.trans].b16: lanes 8j..8j+7 give the rows of matrix j; without .trans,
 // lane l's word j holds row l/4, columns 2(l%4) and 2(l%4)+1 of matrix j; with .trans,
 // column l/4, rows 2(l%4) and 2(l%4)+1 (the lower-indexed element in the low half).
+// Whether [p, p + bytes) lies in the block's shared buffer (TV_SMEM_BYTES, what the kernel
+// declares) and p is aligned to ``align``; else the launch reports ``what``.
+static void tv_check_shared(const void* p, int bytes, int align, const char* what) {
+  const long long at = (const unsigned char*)p - tv_smem;
+  if (at < 0 || at + bytes > TV_SMEM_BYTES) {
+    tv_error = std::string(what) + " outside the " + std::to_string(TV_SMEM_BYTES) +
+               " bytes of shared memory the kernel declares, at byte " + std::to_string(at);
+  } else if (at % align) {
+    tv_error = std::string(what) + " at byte " + std::to_string(at) + ", not " +
+               std::to_string(align) + "-byte aligned";
+  }
+}
+
 static void tv_host_ldmatrix(unsigned* d, const void* row, int num, bool trans) {
+  if (tv_lane() < 8 * num) tv_check_shared(row, 16, 16, "an ldmatrix row");
   tv_ptrs[tv_current] = row;
   tv_warp_sync();
   const int l = tv_lane(), base = tv_warp_base();
@@ -304,6 +318,7 @@ static void tv_host_cp(void* dst, const void* src, int size, int src_bytes) {
   if ((std::uintptr_t)dst % size || (std::uintptr_t)src % size) {
     tv_error = "cp.async of " + std::to_string(size) + " bytes at a misaligned address";
   }
+  tv_check_shared(dst, size, size, "a cp.async destination");
   tv_fibers[tv_current].open.push_back({dst, src, size, src_bytes});
   tv_fibers[tv_current].issued.push_back({dst, src, size, src_bytes});
 }
@@ -488,6 +503,7 @@ def host_source(
         "unsigned char* const smem = tv_smem;",
         source,
     )
+    smem_bytes = kernel.shared_bytes
     args = ", ".join(f"*({p.ctype}*)tv_args[{i}]" for i, p in enumerate(kernel.params))
     entry = (
         f"static void* tv_args[{max(len(kernel.params), 1)}];\n"
@@ -495,7 +511,10 @@ def host_source(
         'extern "C" void** tv_host_args() { tv_entry = tv_call; return tv_args; }\n'
     )
     macros = "".join(f"#define {k} {v}\n" for k, v in (defines or {}).items())
-    head = f"#define TV_THREADS {kernel.num_threads}\n#define TV_STACK {STACK}\n"
+    head = (
+        f"#define TV_THREADS {kernel.num_threads}\n#define TV_STACK {STACK}\n"
+        f"#define TV_SMEM_BYTES {smem_bytes}\n"
+    )
     return SHIM + head + RUNTIME + macros + source + entry, kernel
 
 

@@ -241,6 +241,21 @@ def test_the_harness_counts_the_wavefronts_of_a_tile_without_padding():
     assert plain.cp_async == padded.cp_async  # a row's 8 chunks of 16 bytes: no conflict
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("(tid & 7) * 72 + ((tid >> 3) & 1) * 8 + 1]", r"ldmatrix row at byte \d+, not 16-byte"),
+        ("(tid & 7) * 72 + ((tid >> 3) & 1) * 8 + 4096]", r"ldmatrix row outside the \d+ bytes"),
+    ],
+    ids=["misaligned", "outside"],
+)
+def test_the_harness_reports_an_ldmatrix_row_it_cannot_read(edit, message):
+    program, arrays, _ = _decode_launch()
+    row = "(tid & 7) * 72 + ((tid >> 3) & 1) * 8]"
+    with pytest.raises(HostRunError, match=message):
+        run_on_host(program, (1, 1, 1), arrays, edit=lambda s: s.replace(row, edit, 1))
+
+
 # -- the kernels that exercise every instruction the emitter lowers -----------------------------
 def _every_instruction_launches(rng):
     import ml_dtypes
