@@ -27,7 +27,7 @@ case "${1:-}" in
     ;;
   quick)
     timeout 300 python3 -m tilevm bench gemm \
-      --dtypes uint1,int2,int3,int4,int5,int6,int8,float6_e3m2,float4_e2m1 \
+      --dtypes uint1,int2,int3,int4,int5,int6,int8,float6_e3m2,float4_e2m1,int7 \
       --shapes 12288x4096 --m 1,16,4096 --out "$out/bench" 2>&1 | tee "$out/bench_gemm.txt" || true
     timeout 200 python3 -m pytest -p no:cacheprovider -q -rs -x -m gpu \
       tests/test_gpu_backend.py tests/test_trans.py tests/test_lang_launch.py \
