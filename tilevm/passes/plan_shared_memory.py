@@ -15,10 +15,11 @@ each place in the tensor that is a whole multiple of the part's extent (the
 k steps of a staged tile), up to :data:`PLACES` of them. A user's layout is
 kept.
 
-A tensor read (or written) in parts at constant offsets tries padded rows
-before swizzles: a padded row keeps every part an immediate offset from one
-address a thread computes once, where a swizzle costs an XOR a part and a
-register for each address the compiler keeps. For a GEMM's staged ``[rows,
+A tensor read (or written) in parts tries padded rows before swizzles: a
+padded row keeps every part a plain offset from one address a thread
+computes once (an immediate, where the offsets are constants), where a
+swizzle costs an XOR a part and a register for each address the compiler
+keeps. For a GEMM's staged ``[rows,
 64]`` fp16 tile of x, read 16 columns a k step with ``ldmatrix``, row-major
 puts the 8 rows of a matrix 128 bytes apart, all in the same 4 banks: 8
 wavefronts where 1 is ideal. Rows of 72 elements (8 of padding, 12.5 % more
@@ -185,13 +186,12 @@ def _places(offsets, part: tuple[int, ...], whole: tuple[int, ...]) -> list[tupl
     return list(itertools.islice(itertools.product(*choices), PLACES))
 
 
-def _read_in_steps(program: Program, tensor) -> bool:
-    """Whether a load or store takes a part of ``tensor`` at a constant nonzero offset."""
+def _accessed_in_parts(program: Program, tensor) -> bool:
+    """Whether a load or store takes a part of ``tensor`` rather than all of it."""
     for inst in instructions(program.body):
         match inst:
             case I.LoadShared(src=src, out=reg) | I.StoreShared(dst=src, src=reg) if src is tensor:
-                places = _places(inst.offsets, reg.shape, tensor.shape)
-                if len(places) == 1 and any(places[0]) and reg.shape != tensor.shape:
+                if tuple(reg.shape) != tuple(tensor.shape):
                     return True
     return False
 
@@ -201,7 +201,7 @@ def _choose_layout(program: Program, tensor):
     accesses = _accesses(program, tensor)
     if not accesses or tensor.dtype.nbits % 8:
         return plain
-    pad_first = _read_in_steps(program, tensor)
+    pad_first = _accessed_in_parts(program, tensor)
     try:
         return choose_swizzle(tensor.shape, tensor.dtype.nbits, accesses, pad_first=pad_first)
     except LayoutError:
