@@ -22,10 +22,12 @@ shared library, with
   block filled with ``0xCD``;
 - every tensor copied into a buffer with guard bytes on both sides, checked
   after the launch, so a store outside a tensor is an error;
-- the shared-memory addresses of every ``ldmatrix`` and ``cp.async`` costed
-  in wavefronts by the banks they hit (:class:`BankTraffic`), so a tile whose
-  layout makes them conflict, which computes the right thing at a fraction
-  of the speed, shows without a GPU.
+- the addresses of every ``ldmatrix``, ``cp.async`` and vector load costed
+  (:class:`MemoryTraffic`): shared memory in wavefronts by the banks they hit,
+  global memory in 32-byte sectors a warp touches, against the ideal. A tile
+  whose layout makes accesses conflict, or loads that scatter, compute the
+  right thing at a fraction of the speed; this shows it without a GPU.
+  Tensors are 256-byte aligned, as CUDA allocates them.
 
 Blocks run one after another, in grid order. Float results of ``mma`` are
 summed in double and rounded once (the hardware's order is its own), so they
@@ -124,6 +126,7 @@ static inline void tv_mma_{x}{y}(int* d, const tv_u32* a, const tv_u32* b, const
 # The block's threads as fibers, and the warp-wide instructions over them.
 RUNTIME = r"""
 #include <ucontext.h>
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 #include <string>
@@ -142,6 +145,7 @@ struct tv_host_fiber {
   std::vector<std::vector<tv_host_copy>> groups;  // committed cp.async groups, oldest first
   std::vector<tv_host_copy> open;                 // copies not yet committed
   std::vector<tv_host_copy> issued;               // every cp.async, in issue order (banks)
+  std::vector<tv_host_copy> loads;                // every watched global vector load, in order
 };
 static std::vector<tv_host_fiber> tv_fibers;
 static char* tv_stacks = nullptr;  // the fibers' stacks, for one launch (pages touched on use)
@@ -154,8 +158,8 @@ static std::string tv_error;
 // a phase is 32 lanes for accesses of up to 4 bytes, 16 for 8 bytes, 8 for 16 bytes (one
 // ldmatrix matrix is one phase of 8 rows); a phase takes as many wavefronts as the most
 // distinct words one bank must deliver. Totals per launch: wavefronts and the ideal (phases).
-enum { TV_LDMATRIX, TV_CP_ASYNC };
-static long long tv_wavefronts[2][2];
+enum { TV_LDMATRIX, TV_CP_ASYNC, TV_GLOBAL_LOAD, TV_GLOBAL_COPY };
+static long long tv_wavefronts[4][2];
 static void tv_bank_phase(int kind, const unsigned char* const* starts, int lanes, int bytes) {
   int load[32] = {0};
   std::vector<long long> seen;
@@ -175,6 +179,33 @@ static void tv_bank_phase(int kind, const unsigned char* const* starts, int lane
   for (int b = 0; b < 32; ++b) most = load[b] > most ? load[b] : most;
   tv_wavefronts[kind][0] += most;
   tv_wavefronts[kind][1] += 1;
+}
+
+// Global memory: a warp's access costs the distinct 32-byte sectors it touches; ideally its
+// distinct bytes, packed (for TV_GLOBAL_LOAD / TV_GLOBAL_COPY, sectors against that ideal).
+static void tv_sectors(int kind, const unsigned char* const* starts, const int* sizes, int lanes) {
+  std::vector<std::uintptr_t> sectors, bytes;
+  for (int i = 0; i < lanes; ++i) {
+    if (!starts[i] || !sizes[i]) continue;
+    for (int b = 0; b < sizes[i]; ++b) bytes.push_back((std::uintptr_t)starts[i] + b);
+  }
+  if (bytes.empty()) return;
+  std::sort(bytes.begin(), bytes.end());
+  bytes.erase(std::unique(bytes.begin(), bytes.end()), bytes.end());
+  for (std::uintptr_t a : bytes) sectors.push_back(a / 32);
+  sectors.erase(std::unique(sectors.begin(), sectors.end()), sectors.end());
+  tv_wavefronts[kind][0] += (long long)sectors.size();
+  tv_wavefronts[kind][1] += (long long)((bytes.size() + 31) / 32);
+}
+
+// A vector load the harness watches (the emitter's loads of 2 to 16 bytes): logged if it is
+// from global memory, then done as the kernel wrote it.
+template <typename T> static inline const T* tv_host_watch(const void* p) {
+  const unsigned char* q = (const unsigned char*)p;
+  if (q < tv_smem || q >= tv_smem + sizeof tv_smem) {
+    tv_fibers[tv_current].loads.push_back({nullptr, p, (int)sizeof(T), (int)sizeof(T)});
+  }
+  return (const T*)p;
 }
 
 static void tv_yield(int state) {
@@ -323,8 +354,29 @@ static void tv_host_cp(void* dst, const void* src, int size, int src_bytes) {
   tv_fibers[tv_current].issued.push_back({dst, src, size, src_bytes});
 }
 
-// The block's cp.async writes into shared memory, costed per warp: the i-th copy of each lane
-// is one instruction (every kernel here issues its copies without divergence).
+// The block's cp.async writes into shared memory (banks) and reads from global memory
+// (sectors), and its watched global loads (sectors), costed per warp: the i-th of each lane is
+// one instruction (every kernel here issues them without divergence).
+static void tv_warp_loads(int threads) {
+  for (int w = 0; w < threads; w += 32) {
+    size_t most = 0;
+    for (int t = w; t < w + 32 && t < threads; ++t) {
+      most = tv_fibers[t].loads.size() > most ? tv_fibers[t].loads.size() : most;
+    }
+    for (size_t i = 0; i < most; ++i) {
+      const unsigned char* starts[32] = {nullptr};
+      int sizes[32] = {0};
+      for (int t = w; t < w + 32 && t < threads; ++t) {
+        if (i < tv_fibers[t].loads.size()) {
+          starts[t - w] = (const unsigned char*)tv_fibers[t].loads[i].src;
+          sizes[t - w] = tv_fibers[t].loads[i].size;
+        }
+      }
+      tv_sectors(TV_GLOBAL_LOAD, starts, sizes, 32);
+    }
+  }
+}
+
 static void tv_bank_copies(int threads) {
   for (int w = 0; w < threads; w += 32) {
     size_t most = 0;
@@ -333,15 +385,20 @@ static void tv_bank_copies(int threads) {
     }
     for (size_t i = 0; i < most; ++i) {
       const unsigned char* starts[32] = {nullptr};
-      int bytes = 0;
+      const unsigned char* sources[32] = {nullptr};
+      int bytes = 0, read[32] = {0};
       for (int t = w; t < w + 32 && t < threads; ++t) {
         if (i < tv_fibers[t].issued.size()) {
-          starts[t - w] = (const unsigned char*)tv_fibers[t].issued[i].dst;
-          bytes = tv_fibers[t].issued[i].size;
+          const tv_host_copy& c = tv_fibers[t].issued[i];
+          starts[t - w] = (const unsigned char*)c.dst;
+          sources[t - w] = (const unsigned char*)c.src;
+          bytes = c.size;
+          read[t - w] = c.src_bytes < c.size ? c.src_bytes : c.size;
         }
       }
       const int lanes = bytes <= 4 ? 32 : 128 / bytes;
       for (int p = 0; p < 32; p += lanes) tv_bank_phase(TV_CP_ASYNC, starts + p, lanes, bytes);
+      tv_sectors(TV_GLOBAL_COPY, sources, read, 32);
     }
   }
 }
@@ -415,6 +472,7 @@ static bool tv_run_block(int threads) {
     }
     if (done) {
       tv_bank_copies(threads);
+      tv_warp_loads(threads);
       return true;
     }
     for (int t = 0; t < threads; ++t) {
@@ -456,24 +514,39 @@ extern "C" int tv_host_launch(int gx, int gy, int gz, const int* order, char* er
   return 0;
 }
 
-// The last launch's shared-memory wavefronts and their ideal: ldmatrix, then cp.async.
-extern "C" void tv_host_banks(long long* out) {
+// The last launch's memory traffic against its ideal: ldmatrix and cp.async shared-memory
+// wavefronts, then the global sectors of the watched loads and of the cp.async reads.
+extern "C" void tv_host_traffic(long long* out) {
   std::memcpy(out, tv_wavefronts, sizeof tv_wavefronts);
 }
 """
 
 
 @dataclass(frozen=True)
-class BankTraffic:
-    """A launch's shared-memory wavefronts against the ideal (one per phase), per instruction
-    kind the harness sees the addresses of; equal means free of bank conflicts."""
+class MemoryTraffic:
+    """A launch's memory traffic against its ideal, per kind of access the harness sees the
+    addresses of: (cost, ideal), equal when nothing is wasted.
+
+    ``ldmatrix`` and ``cp_async`` are shared-memory wavefronts (the ideal: one a phase);
+    ``global_loads`` (the emitter's vector loads of 2 to 16 bytes) and ``global_copies``
+    (what cp.async reads) are 32-byte sectors of global memory (the ideal: the warp's
+    distinct bytes, packed)."""
 
     ldmatrix: tuple[int, int]
     cp_async: tuple[int, int]
+    global_loads: tuple[int, int]
+    global_copies: tuple[int, int]
 
     @property
     def conflict_free(self) -> bool:
+        """No shared-memory bank conflict."""
         return self.ldmatrix[0] == self.ldmatrix[1] and self.cp_async[0] == self.cp_async[1]
+
+    @property
+    def coalesced(self) -> bool:
+        """No global sector read that a warp's bytes could have shared."""
+        pairs = (self.global_loads, self.global_copies)
+        return all(cost == ideal for cost, ideal in pairs)
 
 
 class HostRunError(AssertionError):
@@ -490,6 +563,12 @@ def host_source(
     (the harness's own tests break kernels on purpose)."""
     kernel = emit_cuda(run_pipeline(program))
     source = kernel.source if edit is None else edit(kernel.source)
+    # the emitter's vector loads, watched (shared ones are told apart by their address)
+    source = re.sub(
+        r"\*reinterpret_cast<const (tv_u16|tv_u32|tv_b64|tv_b128)\*>\(",
+        r"*tv_host_watch<\1>(",
+        source,
+    )
     for name, host in HOST_HELPERS.items():
         code = SNIPPETS[name].code
         if code in source:
@@ -543,7 +622,7 @@ def run_on_host(
     defines: Mapping[str, str] | None = None,
     edit: Callable[[str], str] | None = None,
     shuffle: int | None = None,
-) -> BankTraffic:
+) -> MemoryTraffic:
     """Launch ``program``'s generated CUDA on ``grid`` on the host; numpy arrays in ``args``
     (by parameter name, in the interpreter's storage types) are written in place. ``defines``
     are macros set before the kernel; ``edit`` see :func:`host_source`. Blocks run in grid
@@ -561,8 +640,8 @@ def run_on_host(
             array = np.ascontiguousarray(value).view(np.uint8).reshape(-1)
             assert value.dtype == storage_dtype(param.dtype), (param.name, value.dtype)
             size = array.size
-            padded = np.empty(size + 2 * GUARD + 16, np.uint8)
-            start = GUARD + (-padded.ctypes.data - GUARD) % 16  # the tensor 16-byte aligned
+            padded = np.empty(size + 2 * GUARD + 256, np.uint8)
+            start = GUARD + (-padded.ctypes.data - GUARD) % 256  # aligned as CUDA allocates
             padded[:] = 0xAB
             padded[start : start + size] = array
             buffers.append((param.name, value, padded, start, size))
@@ -589,9 +668,9 @@ def run_on_host(
         if (before != 0xAB).any() or (after != 0xAB).any():
             raise HostRunError(f"{program.name}: a store outside tensor {name!r}")
         np.copyto(value.reshape(-1).view(np.uint8), padded[start : start + size])
-    banks = np.zeros(4, np.int64)
-    lib.tv_host_banks(banks.ctypes.data_as(ctypes.c_void_p))
-    return BankTraffic((int(banks[0]), int(banks[1])), (int(banks[2]), int(banks[3])))
+    counts = np.zeros(8, np.int64)
+    lib.tv_host_traffic(counts.ctypes.data_as(ctypes.c_void_p))
+    return MemoryTraffic(*((int(counts[i]), int(counts[i + 1])) for i in range(0, 8, 2)))
 
 
 def _as_float(array: np.ndarray, dtype) -> np.ndarray:
@@ -631,7 +710,7 @@ class _Mirrored(list):
 
     def __init__(self):
         super().__init__()
-        self.traffic: list[BankTraffic] = []
+        self.traffic: list[MemoryTraffic] = []
 
 
 @contextlib.contextmanager
@@ -641,7 +720,7 @@ def mirrored_on_host(rtol: float = 2.0**-9, defines: Mapping[str, str] | None = 
     results tensor by tensor.
 
     Yields the list of program names mirrored so far; its ``traffic`` holds each launch's
-    :class:`BankTraffic`, in the same order.
+    :class:`MemoryTraffic`, in the same order.
     """
     from tilevm.lang import launch
 
@@ -677,8 +756,8 @@ def mirrored_on_host(rtol: float = 2.0**-9, defines: Mapping[str, str] | None = 
 
 
 __all__ = [
-    "BankTraffic",
     "HostRunError",
+    "MemoryTraffic",
     "compare",
     "host_source",
     "mirrored_on_host",

@@ -98,8 +98,9 @@ def test_every_decode_launch_kind_runs_as_generated(name, m, group, zero_point, 
     with mirrored_on_host() as mirrored:
         _run(*args, cfg=cfg)
     assert mirrored == ["qgemm_float16"]
-    # x's staged tile: the cp.async writes and the ldmatrix reads take one wavefront a phase
-    assert mirrored.traffic[0].conflict_free, mirrored.traffic
+    # x's staged tile: the cp.async writes and the ldmatrix reads take one wavefront a phase;
+    # the weights' 16-byte loads and x's copies read whole 32-byte sectors
+    assert mirrored.traffic[0].conflict_free and mirrored.traffic[0].coalesced, mirrored.traffic
 
 
 PREFILL_CASES = [
@@ -122,7 +123,7 @@ def test_every_prefill_tile_shape_runs_as_generated(name, m, group, zero_point, 
     with mirrored_on_host() as mirrored:
         _run(*args, cfg=cfg)
     assert mirrored == ["qgemm_tc_float16"]
-    assert mirrored.traffic[0].conflict_free, mirrored.traffic
+    assert mirrored.traffic[0].conflict_free and mirrored.traffic[0].coalesced, mirrored.traffic
 
 
 @pytest.mark.parametrize("name", ["float8_e4m3", "float8_e5m2"])
@@ -225,6 +226,20 @@ def test_the_harness_gives_stale_bytes_to_a_kernel_that_does_not_wait_for_its_co
         outputs[waits] = arrays["out"].astype(np.float32)
     np.testing.assert_allclose(outputs[True], good, rtol=2e-3, atol=2e-2)
     assert not np.allclose(outputs[False], outputs[True], rtol=2e-3, atol=2e-2)
+
+
+def test_the_harness_counts_the_sectors_of_scattered_weight_loads():
+    # Each thread's 16-byte weight loads, 512 bytes a warp; moved 16 bytes a lane further
+    # apart (lane t at 32 t), a warp's 512 bytes span 32 sectors where 16 would do.
+    program, arrays, _ = _decode_launch()
+    load = "const int at = i0 + r * 128;"
+    arrays["packed"] = np.concatenate([arrays["packed"], np.zeros_like(arrays["packed"])])
+    whole = run_on_host(program, (1, 1, 1), arrays)
+    spread = run_on_host(
+        program, (1, 1, 1), arrays, edit=lambda s: s.replace(load, load[:-1] + " + L1_d0;", 1)
+    )
+    assert whole.coalesced and not spread.coalesced
+    assert spread.global_loads[0] > whole.global_loads[0]
 
 
 def test_the_harness_counts_the_wavefronts_of_a_tile_without_padding():
