@@ -129,7 +129,9 @@ def test_the_interpreter_runs_unsplit_decode_blocks_and_the_first_prefill_shape(
     [
         (1, 12288, 4096, 4, 6, 11),  # 48 blocks: about 2 per SM of 132
         (16, 4096, 4096, 8, 16, 4),  # 16 blocks want 17 splits; 4 tiles a split at least
-        (1, 4096, 4096, 1, 16, 4),  # 1-bit weights want 4 blocks per SM, capped the same way
+        (1, 4096, 4096, 1, 16, 4),  # 1-bit weights want 6 blocks per SM, capped the same way
+        (1, 12288, 4096, 1, 16, 4),  # 48 blocks, 6 per SM (of 80 registers): 17 wanted, 16
+        (16, 12288, 4096, 1, 11, 6),  # 16 rows take 128 registers: 4 blocks per SM
         (1, 4096, 14336, 3, 25, 9),  # 3 bits: 3 blocks per SM, 224 k tiles to share
         (1, 4096, 256, 4, 1, 4),  # 4 k tiles: no split
         (4096, 4096, 4096, 4, 1, 64),  # prefill: 2048 blocks fill the device unsplit
@@ -143,6 +145,27 @@ def test_on_a_gpu_the_k_split_keeps_enough_weight_bytes_in_flight(
     cfg = choose_config(m, n, k, nbits, torch.device("cuda"))
     assert (cfg.splits, cfg.k_tiles_per_split) == (splits, per_split)
     assert (cfg.splits - 1) * cfg.k_tiles_per_split < -(-k // 64) <= cfg.splits * per_split
+
+
+@pytest.mark.parametrize(
+    ("warps", "nbits", "block_m", "per_sm"),
+    [
+        (4, 4, 8, 2),  # 32 KiB in flight: 2 blocks of 4 warps with two 2 KiB tiles each
+        (4, 3, 8, 3),
+        (4, 2, 8, 4),
+        (4, 1, 8, 6),  # 8 wanted; 65536 registers hold 6 blocks of 128 threads at 80
+        (2, 1, 8, 12),  # narrower blocks: more of them fit
+        (1, 1, 8, 25),
+        (4, 1, 16, 4),  # 16-row blocks take 128 registers a thread
+        (1, 8, 16, 4),
+    ],
+)
+def test_decode_blocks_per_sm_keep_bytes_in_flight_within_the_register_file(
+    warps, nbits, block_m, per_sm
+):
+    qm = importlib.import_module("tilevm.ops.quant_matmul")
+    assert qm._blocks_per_sm(False, warps, nbits, block_m) == per_sm
+    assert per_sm * warps * 32 * qm._decode_registers(block_m, nbits) <= qm.REGISTERS_PER_SM
 
 
 @pytest.mark.parametrize(

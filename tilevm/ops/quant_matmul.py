@@ -118,29 +118,50 @@ MIN_TILES_PER_SPLIT = 4
 """k tiles a split keeps at least, so its loads pipeline and its partial sums stay few."""
 
 
-def _blocks_per_sm(prefill: bool, warps: int, nbits: int) -> int:
+REGISTERS_PER_SM = 65536
+MAX_BLOCKS_PER_SM = 32
+
+
+def _decode_registers(block_m: int, nbits: int) -> int:
+    """Registers a thread of the decode kernel takes (ptxas for sm_90a, ``bench sass``): blocks
+    of 8 rows 72 to 80 for ints of up to 3 bits, 95 to 128 from 4 bits and for the small floats;
+    blocks of 16 rows 128 to 164 (counted as 128: a split too many costs less than too few)."""
+    return 80 if block_m <= 8 and nbits <= 3 else 128
+
+
+def _blocks_per_sm(prefill: bool, warps: int, nbits: int, block_m: int = 8) -> int:
     """How many blocks per SM the k split aims for.
 
     A decode warp has two tiles of ``512 b`` bytes in flight (the one it
     computes and the next), so narrow weights need more blocks to keep
-    :data:`IN_FLIGHT_BYTES` in flight: 2 blocks of 4 warps from 4 bits up, 3
-    for 3 bits, 4 (about what fits) below. The prefill kernel computes more
-    than it loads: 2.
+    :data:`IN_FLIGHT_BYTES` in flight, as many as the registers let an SM
+    hold (:func:`_decode_registers`). For blocks of 4 warps: 2 from 4 bits
+    up, 3 for 3 bits, 4 for 2 bits, 6 for 1 bit (8 wanted; 6 of 80 registers
+    a thread fit). The prefill kernel computes more than it loads: 2.
     """
     if prefill:
         return 2
-    return max(2, min(4, -(-IN_FLIGHT_BYTES // (warps * 1024 * nbits))))
+    wanted = -(-IN_FLIGHT_BYTES // (warps * 1024 * nbits))
+    fit = REGISTERS_PER_SM // (_decode_registers(block_m, nbits) * 32 * warps)
+    return max(2, min(wanted, fit, MAX_BLOCKS_PER_SM))
 
 
 def _splits(
-    blocks: int, k_tiles: int, prefill: bool, warps: int, nbits: int, device: torch.device
+    blocks: int,
+    k_tiles: int,
+    prefill: bool,
+    warps: int,
+    nbits: int,
+    device: torch.device,
+    block_m: int = 8,
 ) -> int:
     """k splits for ``blocks`` blocks: about :func:`_blocks_per_sm` blocks per SM on a GPU,
     each split keeping at least :data:`MIN_TILES_PER_SPLIT` tiles; none on the CPU. Normalised
     so that no split is empty."""
     splits = 1
     if device.type == "cuda":
-        wanted = math.ceil(_blocks_per_sm(prefill, warps, nbits) * _sm_count(device) / blocks)
+        per_sm = _blocks_per_sm(prefill, warps, nbits, block_m)
+        wanted = math.ceil(per_sm * _sm_count(device) / blocks)
         splits = max(1, min(k_tiles // MIN_TILES_PER_SPLIT, wanted))
     return -(-k_tiles // -(-k_tiles // splits))
 
@@ -167,7 +188,7 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
         first = PREFILL_CONFIGS[0]
         block_m, warps, warps_m = first["BLOCK_M"], first["WARPS_N"], first["WARPS_M"]
     blocks = -(-m // block_m) * -(-n_tiles // warps)
-    splits = _splits(blocks, k_tiles, prefill, warps, nbits, device)
+    splits = _splits(blocks, k_tiles, prefill, warps, nbits, device, block_m)
     return Config(block_m, warps, splits, -(-k_tiles // splits), prefill, warps_m)
 
 
@@ -324,7 +345,7 @@ def _plan(x, packed, scales, zeros, bias, out, wtype, group_size, n, zero_offset
 
         def grid_of(a):  # a tuned block width splits k for its own block count
             blocks = mb * -(-n_tiles // a["WARPS"])
-            splits = _splits(blocks, k_tiles, False, a["WARPS"], wtype.nbits, x.device)
+            splits = _splits(blocks, k_tiles, False, a["WARPS"], wtype.nbits, x.device, cfg.block_m)
             return (mb, -(-n_tiles // a["WARPS"]), splits if tuned else cfg.splits)
 
     chosen = given if tuner is None else _chosen(tuner, x, m, n, k, types, flags)
