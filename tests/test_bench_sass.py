@@ -52,9 +52,11 @@ need_nvdisasm = pytest.mark.skipif(
 # SASS a 64 x 64 tile and warp measured when these budgets were set (decode, float16, sm_90a):
 # uint1 240, int2 254, int3 316, int4 273, e2m1 448; the budgets leave a few percent of room.
 BUDGETS = {"uint1": 250, "int2": 265, "int3": 330, "int4": 285, "float4_e2m1": 465}
-# The same at 8 rows (decode8: swap-AB, 16 HMMA a tile and warp): uint1 224, int2 242,
-# int3 301, int4 258, e2m1 381.
-BUDGETS_8 = {"uint1": 232, "int2": 252, "int3": 312, "int4": 268, "float4_e2m1": 395}
+# The same at 8 rows (decode8: swap-AB, 16 HMMA a tile and warp): uint1 224, int2 240,
+# int3 300, int4 258, e2m1 433. (e2m1 was 381 while the scales were loaded every tile: loaded
+# once a pair of tiles, the kernel has fewer instructions, but ptxas allocates 96 registers
+# instead of 122 and rematerialises constants in these blocks, 16 IMAD a tile more.)
+BUDGETS_8 = {"uint1": 232, "int2": 252, "int3": 312, "int4": 268, "float4_e2m1": 450}
 
 
 @need_nvdisasm

@@ -75,7 +75,7 @@ DECODE_CASES = [
     ("uint1", 1, 128, True, Config(8, 2, 1, 4)),
     ("int2", 3, 64, False, Config(8, 1, 2, 2)),
     ("int3", 8, 128, False, Config(8, 2, 1, 4)),
-    ("int4", 2, 32, False, Config(8, 2, 4, 1)),
+    ("int4", 2, 32, False, Config(8, 2, 2, 2)),
     ("uint4", 5, 64, True, Config(16, 2, 2, 2)),
     ("int5", 11, 128, False, Config(16, 1, 1, 4)),
     ("int6", 16, -1, False, Config(16, 2, 3, 2)),
@@ -174,12 +174,12 @@ def test_the_harness_reports_a_store_outside_a_tensor():
         run_on_host(program, (4,), args, edit=lambda s: s.replace(tid, tid + " out -= 4;"))
 
 
-def _decode_launch(m=3, cfg=None):
-    """An int4 decode program with its arguments (m rows, 128 x 256 weights), and the result of
+def _decode_launch(m=3, cfg=None, k=256):
+    """An int4 decode program with its arguments (m rows, 128 x k weights), and the result of
     the same launch (``cfg``, by default 8-row blocks of 2 warps) through quant_matmul's
     interpreter path."""
-    cfg = cfg or Config(8, 2, 1, 4)
-    q, x, bias, args = _quant_case("int4", m, 128, 256, 128, False)
+    cfg = cfg or Config(8, 2, 1, k // 64)
+    q, x, bias, args = _quant_case("int4", m, 128, k, 128, False)
     good = _run(*args, cfg=cfg)
     program = tilevm.ops.qgemm.GEMM[tilevm.float16].program(
         WTYPE=q.dtype,
@@ -201,7 +201,7 @@ def _decode_launch(m=3, cfg=None):
         "counters": np.zeros(1, np.int32),
         "m": 3,
         "n": 128,
-        "k": 256,
+        "k": k,
         "n_tiles": 2,
     }
     return program, arrays, good.float().numpy()
@@ -323,7 +323,7 @@ def test_kernels_using_every_instruction_run_as_generated(name):
 def test_split_k_gives_the_same_bits_whichever_block_of_a_tile_arrives_last():
     # Blocks of one output tile in any order: the last to arrive sums the partials in split
     # order, so every order gives the interpreter's result and the same bits.
-    program, arrays, _ = _decode_launch(m=3, cfg=Config(8, 1, 4, 1))
+    program, arrays, _ = _decode_launch(m=3, cfg=Config(8, 1, 4, 2), k=512)
     results = []
     for seed in (None, 1, 2, 3):
         arrays["out"] = np.zeros((3, 128), np.float16)

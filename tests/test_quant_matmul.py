@@ -9,6 +9,7 @@ import torch
 
 import tilevm
 from tilevm.ops import choose_config, quant_matmul
+from tilevm.ops.qgemm import k_tiles_per_split
 from tilevm.ops.quant_matmul import Config, _run
 
 INTS = [f"{s}int{b}" for s in ("", "u") for b in range(1, 9) if (s, b) != ("", 1)]
@@ -127,12 +128,12 @@ def test_the_interpreter_runs_unsplit_decode_blocks_and_the_first_prefill_shape(
 @pytest.mark.parametrize(
     ("m", "n", "k", "nbits", "splits", "per_split"),
     [
-        (1, 12288, 4096, 4, 6, 11),  # 48 blocks: about 2 per SM of 132
+        (1, 12288, 4096, 4, 6, 12),  # 48 blocks: about 2 per SM of 132; even shares
         (16, 4096, 4096, 8, 16, 4),  # 16 blocks want 17 splits; 4 tiles a split at least
         (1, 4096, 4096, 1, 16, 4),  # 1-bit weights want 6 blocks per SM, capped the same way
         (1, 12288, 4096, 1, 16, 4),  # 48 blocks, 6 per SM (of 80 registers): 17 wanted, 16
         (16, 12288, 4096, 1, 11, 6),  # 16 rows take 128 registers: 4 blocks per SM
-        (1, 4096, 14336, 3, 25, 9),  # 3 bits: 3 blocks per SM, 224 k tiles to share
+        (1, 4096, 14336, 3, 23, 10),  # 3 bits: 3 blocks per SM, 224 k tiles, 25 wanted
         (1, 4096, 256, 4, 1, 4),  # 4 k tiles: no split
         (4096, 4096, 4096, 4, 1, 64),  # prefill: 2048 blocks fill the device unsplit
     ],
@@ -172,7 +173,7 @@ def test_decode_blocks_per_sm_keep_bytes_in_flight_within_the_register_file(
     ("name", "group", "zero_point", "shape", "cfg"),
     [
         ("int4", 64, False, (40, 128, 192), Config(32, 2, 1, 3, prefill=True, warps_m=2)),
-        ("uint3", 32, True, (70, 192, 320), Config(64, 1, 2, 3, prefill=True, warps_m=2)),
+        ("uint3", 32, True, (70, 192, 320), Config(64, 1, 2, 4, prefill=True, warps_m=2)),
         ("float6_e3m2", -1, False, (17, 130, 128), Config(16, 2, 1, 2, prefill=True)),
         ("int8", 128, False, (129, 256, 384), Config(128, 4, 1, 6, prefill=True, warps_m=2)),
         ("uint5", 64, False, (33, 64, 192), Config(128, 1, 1, 3, prefill=True, warps_m=4)),
@@ -259,8 +260,8 @@ def test_the_decode_widths_are_tuned_and_an_inconsistent_split_is_refused():
     q = tilevm.quantize(torch.randn(64, 320), "int4", group_size=64)
     x = torch.randn(2, 320).half()
     args = (x, q.packed, q.scales, None, None, q.dtype, q.group_size, 64, q.zero_offset)
-    with pytest.raises(ValueError, match="splits 5 k tiles 2 ways, 3 a split"):
-        _run(*args, cfg=Config(block_m=16, warps=1, splits=2, k_tiles_per_split=2))
+    with pytest.raises(ValueError, match="splits 5 k tiles 2 ways, 4 a split"):
+        _run(*args, cfg=Config(block_m=16, warps=1, splits=2, k_tiles_per_split=3))
 
 
 def test_after_the_first_launch_of_a_bucket_the_autotuner_is_not_consulted(monkeypatch):
@@ -346,7 +347,7 @@ def test_eight_row_blocks_swap_the_mma_operands_and_give_the_bits_of_sixteen_row
     x = torch.randn(m, k, generator=gen).half()
     bias = torch.randn(n, generator=gen).half()
     args = (x, q.packed, q.scales, q.zeros, bias, q.dtype, q.group_size, n, q.zero_offset)
-    per_split = -(-6 // splits)
+    per_split = k_tiles_per_split(6, splits)
     eight = _run(*args, cfg=Config(8, 2, splits, per_split))
     _check(eight, x, q, bias)
     assert torch.equal(eight, _run(*args, cfg=Config(16, 1, splits, per_split)))

@@ -36,7 +36,10 @@ with the dequantised weights as the 16-row A operand (the same registers,
 as the n8 B operand, so a row or a few of x cost half the mma (and about a
 quarter fewer registers) of a 16-row block, whose rows past M are padding.
 The grid's third dimension splits k: block ``split`` takes k tiles
-``[split * per_split, ...)``. With more than one split (the decode kernel
+``[split * per_split, ...)``, ``per_split`` even (:func:`k_tiles_per_split`).
+The main loop takes the tiles in pairs; where groups span 128 rows (or the
+whole of k) a pair shares one row of scales and zeros, loaded once a pair
+(per channel, once), not once a tile. With more than one split (the decode kernel
 reads that from its grid, the prefill kernel's ``PARTIAL`` says so), blocks
 write fp32 partial sums to a workspace
 ``[splits, m, n]`` and count themselves in at their tile's counter
@@ -179,6 +182,21 @@ def _store_tile(acc, bias, out, m, n, row, col, act, has_bias):
     tl.store(tl.global_view(out, [m, n]), tl.cast(acc, act), [row, col])
 
 
+def k_tiles_per_split(k_tiles: int, splits: int) -> int:
+    """The k tiles each of ``splits`` blocks takes: a share of ``k_tiles`` rounded up to even,
+    as the kernel computes it (the last split may take fewer; one split takes them all)."""
+    if splits == 1:
+        return k_tiles
+    per = -(-k_tiles // splits)
+    return per + per % 2
+
+
+def _pairs_share_scales(group: int) -> bool:
+    """Whether tiles ``2 i`` and ``2 i + 1`` read one scale row (groups of 128 rows or more, or
+    per channel): the main loop then loads it once a pair (per channel, once)."""
+    return group == 0 or group >= 2 * TILE_K
+
+
 def _group_rows(group: int) -> int:
     """Rows of a weight tile that share a scale row (GROUP 0 is per-channel)."""
     return TILE_K if group == 0 or group >= TILE_K else group
@@ -188,9 +206,12 @@ def _group_rows(group: int) -> int:
 def _block_inputs(x, packed, scales, zeros, m, n, k, n_tiles, words, group):
     """x, the packed words, the scales and the zeros as global tensors, and the block's k
     tiles ``[first, last)``: the grid's third dimension splits k (the launch says how many
-    ways)."""
+    ways) into an even number of tiles a split (:func:`k_tiles_per_split`), so that the main
+    loop's pairs of tiles start at even tiles and share a scale row where groups are 128
+    rows or per channel."""
     k_tiles = (k + TILE_K - 1) // TILE_K
     per_split = (k_tiles + tl.num_blocks(2) - 1) // tl.num_blocks(2)
+    per_split = per_split + per_split % 2
     first = tl.block_idx(2) * per_split
     last = tl.minimum(first + per_split, k_tiles)
     groups = 1 if group == 0 else k // group
@@ -250,7 +271,11 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
     tl.copy_async_commit()
     # The last tile loads itself again, from L1, rather than a tile past the split.
     raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
+    if group == 0:  # per channel: one scale row for every tile
+        s_tile, z_tile = _group_tiles(gs, gz, first, col, group, block_n, has_zeros)
     for kt2 in range(first, last, 2):
+        if _pairs_share_scales(group) and group != 0:
+            s_tile, z_tile = _group_tiles(gs, gz, kt2, col, group, block_n, has_zeros)
         for half in tl.static_range(2):
             kt = kt2 + half
             if kt < last:
@@ -262,7 +287,8 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
                     gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
                 )
                 steps = tl.view(raw, tilevm.uint32, step_words)
-                s_tile, z_tile = _group_tiles(gs, gz, kt, col, group, block_n, has_zeros)
+                if not _pairs_share_scales(group):
+                    s_tile, z_tile = _group_tiles(gs, gz, kt, col, group, block_n, has_zeros)
                 tl.copy_async_wait(1)  # tile kt has landed
                 tl.sync()
                 for step in tl.static_range(STEPS):

@@ -35,7 +35,7 @@ import torch
 from .. import dtypes
 from ..autotune import Autotuner, enabled, next_power_of_two
 from ..quant import TILE_K, TILE_N, QuantizedWeight
-from .qgemm import GEMM, GEMM_TC, MMA_N
+from .qgemm import GEMM, GEMM_TC, MMA_N, k_tiles_per_split
 
 ACTIVATION_DTYPES = {torch.float16: dtypes.float16, torch.bfloat16: dtypes.bfloat16}
 
@@ -163,7 +163,7 @@ def _splits(
         per_sm = _blocks_per_sm(prefill, warps, nbits, block_m)
         wanted = math.ceil(per_sm * _sm_count(device) / blocks)
         splits = max(1, min(k_tiles // MIN_TILES_PER_SPLIT, wanted))
-    return -(-k_tiles // -(-k_tiles // splits))
+    return -(-k_tiles // k_tiles_per_split(k_tiles, splits))
 
 
 def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> Config:
@@ -189,7 +189,7 @@ def choose_config(m: int, n: int, k: int, nbits: int, device: torch.device) -> C
         block_m, warps, warps_m = first["BLOCK_M"], first["WARPS_N"], first["WARPS_M"]
     blocks = -(-m // block_m) * -(-n_tiles // warps)
     splits = _splits(blocks, k_tiles, prefill, warps, nbits, device, block_m)
-    return Config(block_m, warps, splits, -(-k_tiles // splits), prefill, warps_m)
+    return Config(block_m, warps, splits, k_tiles_per_split(k_tiles, splits), prefill, warps_m)
 
 
 _COUNTERS: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -317,10 +317,11 @@ def _plan(x, packed, scales, zeros, bias, out, wtype, group_size, n, zero_offset
     n_tiles = packed.shape[1]
     k_tiles = packed.shape[0]
     mb = -(-m // cfg.block_m)
-    if cfg.k_tiles_per_split != -(-k_tiles // cfg.splits):
+    if cfg.k_tiles_per_split != k_tiles_per_split(k_tiles, cfg.splits):
         raise ValueError(
             f"config {cfg}: the kernel splits {k_tiles} k tiles {cfg.splits} ways, "
-            f"{-(-k_tiles // cfg.splits)} a split; k_tiles_per_split says {cfg.k_tiles_per_split}"
+            f"{k_tiles_per_split(k_tiles, cfg.splits)} a split; k_tiles_per_split says "
+            f"{cfg.k_tiles_per_split}"
         )
     types = {"WTYPE": wtype, "GROUP": 0 if group_size == -1 else group_size}
     flags = {
