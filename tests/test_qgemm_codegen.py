@@ -61,6 +61,17 @@ def test_every_chosen_configuration_compiles_without_spills(compiled, wtype, blo
     assert module.kernel.registers <= 255
 
 
+@pytest.mark.parametrize("wtype", [w for w, block_m in CASES if block_m == 8])
+def test_8_row_blocks_take_no_more_registers_than_the_k_split_counts_on(compiled, wtype):
+    # The k split fills an SM with as many blocks as its registers hold, by this estimate:
+    # more registers than it says would leave blocks waiting for a later wave.
+    from tilevm.ops.quant_matmul import _decode_registers
+
+    t = tilevm.dtype(wtype)
+    for target in TARGETS:
+        assert compiled[wtype, 8, target].kernel.registers <= _decode_registers(8, t.nbits)
+
+
 @pytest.mark.parametrize(("wtype", "block_m"), CASES)
 def test_weights_arrive_in_16_byte_loads_and_feed_the_tensor_cores(compiled, wtype, block_m):
     ptx = compiled[wtype, block_m, "sm_90a"].ptx

@@ -123,10 +123,11 @@ MAX_BLOCKS_PER_SM = 32
 
 
 def _decode_registers(block_m: int, nbits: int) -> int:
-    """Registers a thread of the decode kernel takes (ptxas for sm_90a, ``bench sass``): blocks
-    of 8 rows 72 to 80 for ints of up to 3 bits, 95 to 128 from 4 bits and for the small floats;
-    blocks of 16 rows 128 to 164 (counted as 128: a split too many costs less than too few)."""
-    return 80 if block_m <= 8 and nbits <= 3 else 128
+    """Registers a thread of the decode kernel takes (ptxas for sm_80 and sm_90a, ``bench
+    sass``; a test holds the 8-row kernels to it): blocks of 8 rows 70 to 72 for 1 and 2 bits,
+    96 to 128 from 3 bits (the small floats between, as ptxas schedules them); blocks of 16
+    rows 128 to 164 (counted as 128: a split too many costs less than too few)."""
+    return 80 if block_m <= 8 and nbits <= 2 else 128
 
 
 def _blocks_per_sm(prefill: bool, warps: int, nbits: int, block_m: int = 8) -> int:
@@ -137,7 +138,8 @@ def _blocks_per_sm(prefill: bool, warps: int, nbits: int, block_m: int = 8) -> i
     :data:`IN_FLIGHT_BYTES` in flight, as many as the registers let an SM
     hold (:func:`_decode_registers`). For blocks of 4 warps: 2 from 4 bits
     up, 3 for 3 bits, 4 for 2 bits, 6 for 1 bit (8 wanted; 6 of 80 registers
-    a thread fit). The prefill kernel computes more than it loads: 2.
+    a thread fit; before, every width was held to 4). The prefill kernel
+    computes more than it loads: 2.
     """
     if prefill:
         return 2
