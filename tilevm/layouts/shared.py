@@ -545,7 +545,11 @@ def choose_swizzle(
     padded: list[SharedLayout] = []
     if pad_ok or pad_first:
         pads = range(1, max(1, 1024 // elem_bits) + 1)
-        padded = [shared_row_major(*shape, pad=p) for p in pads]
+        # rows that would misalign the widest access are never conflict-free candidates
+        widest = max(v for _, v, _ in prepared)
+        rows = len(shape) > 1 and shape[-2] > 1
+        fits = [p for p in pads if not rows or (shape[-1] + p) % widest == 0]
+        padded = [shared_row_major(*shape, pad=p) for p in fits]
         tried += f" and paddings of 1..{pads[-1]} elements"
     else:
         tried += " (padding not allowed)"

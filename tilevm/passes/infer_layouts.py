@@ -30,6 +30,7 @@ The pass works on a copy: the input program is not changed.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable
 
@@ -99,7 +100,18 @@ def dot_layouts(
     squarest per-warp tile, then the interleaved form. Either
     way each thread's registers run over (m, k) / (k, n) / (m, n) mma tiles
     in the same order, which is what the mma emission relies on.
+
+    A pure function of its arguments (layouts are immutable values), so its
+    answers are remembered: a GEMM asks it the same question for every k step.
     """
+    return _dot_layouts(m, n, k, num_warps, int8, tuple(sorted(prefer.items())))
+
+
+@functools.lru_cache(maxsize=512)
+def _dot_layouts(
+    m: int, n: int, k: int, num_warps: int, int8: bool, preferred: tuple
+) -> tuple[RegisterLayout, RegisterLayout, RegisterLayout]:
+    prefer = dict(preferred)
     atom_k = 32 if int8 else 16
     atoms = (
         (fragments.mma_m16n8k32_a(), fragments.mma_m16n8k32_b(), fragments.mma_m16n8k32_c())
