@@ -354,53 +354,56 @@ static void tv_host_cp(void* dst, const void* src, int size, int src_bytes) {
   tv_fibers[tv_current].issued.push_back({dst, src, size, src_bytes});
 }
 
-// The block's cp.async writes into shared memory (banks) and reads from global memory
-// (sectors), and its watched global loads (sectors), costed per warp: the i-th of each lane is
-// one instruction (every kernel here issues them without divergence).
-static void tv_warp_loads(int threads) {
+// A warp's accesses of one kind, one instruction at a time: the i-th record of each lane's
+// ``log`` is one instruction (every kernel here issues them without divergence); ``cost`` gets
+// the 32 lanes' records, nullptr for a lane without one.
+template <typename F>
+static void tv_each_warp_access(int threads, std::vector<tv_host_copy> tv_host_fiber::*log,
+                                F cost) {
   for (int w = 0; w < threads; w += 32) {
     size_t most = 0;
     for (int t = w; t < w + 32 && t < threads; ++t) {
-      most = tv_fibers[t].loads.size() > most ? tv_fibers[t].loads.size() : most;
+      most = (tv_fibers[t].*log).size() > most ? (tv_fibers[t].*log).size() : most;
     }
     for (size_t i = 0; i < most; ++i) {
-      const unsigned char* starts[32] = {nullptr};
-      int sizes[32] = {0};
+      const tv_host_copy* lanes[32] = {nullptr};
       for (int t = w; t < w + 32 && t < threads; ++t) {
-        if (i < tv_fibers[t].loads.size()) {
-          starts[t - w] = (const unsigned char*)tv_fibers[t].loads[i].src;
-          sizes[t - w] = tv_fibers[t].loads[i].size;
-        }
+        if (i < (tv_fibers[t].*log).size()) lanes[t - w] = &(tv_fibers[t].*log)[i];
       }
-      tv_sectors(TV_GLOBAL_LOAD, starts, sizes, 32);
+      cost(lanes);
     }
   }
 }
 
-static void tv_bank_copies(int threads) {
-  for (int w = 0; w < threads; w += 32) {
-    size_t most = 0;
-    for (int t = w; t < w + 32 && t < threads; ++t) {
-      most = tv_fibers[t].issued.size() > most ? tv_fibers[t].issued.size() : most;
+// The block's watched global loads (sectors), and its cp.async writes into shared memory
+// (banks) and reads from global memory (sectors).
+static void tv_block_traffic(int threads) {
+  tv_each_warp_access(threads, &tv_host_fiber::loads, [](const tv_host_copy* const* lanes) {
+    const unsigned char* starts[32] = {nullptr};
+    int sizes[32] = {0};
+    for (int l = 0; l < 32; ++l) {
+      if (lanes[l]) starts[l] = (const unsigned char*)lanes[l]->src, sizes[l] = lanes[l]->size;
     }
-    for (size_t i = 0; i < most; ++i) {
-      const unsigned char* starts[32] = {nullptr};
-      const unsigned char* sources[32] = {nullptr};
-      int bytes = 0, read[32] = {0};
-      for (int t = w; t < w + 32 && t < threads; ++t) {
-        if (i < tv_fibers[t].issued.size()) {
-          const tv_host_copy& c = tv_fibers[t].issued[i];
-          starts[t - w] = (const unsigned char*)c.dst;
-          sources[t - w] = (const unsigned char*)c.src;
-          bytes = c.size;
-          read[t - w] = c.src_bytes < c.size ? c.src_bytes : c.size;
-        }
-      }
-      const int lanes = bytes <= 4 ? 32 : 128 / bytes;
-      for (int p = 0; p < 32; p += lanes) tv_bank_phase(TV_CP_ASYNC, starts + p, lanes, bytes);
-      tv_sectors(TV_GLOBAL_COPY, sources, read, 32);
+    tv_sectors(TV_GLOBAL_LOAD, starts, sizes, 32);
+  });
+  tv_each_warp_access(threads, &tv_host_fiber::issued, [](const tv_host_copy* const* lanes) {
+    const unsigned char* starts[32] = {nullptr};
+    const unsigned char* sources[32] = {nullptr};
+    int bytes = 0, read[32] = {0};
+    for (int l = 0; l < 32; ++l) {
+      if (!lanes[l]) continue;
+      const tv_host_copy& c = *lanes[l];
+      starts[l] = (const unsigned char*)c.dst;
+      sources[l] = (const unsigned char*)c.src;
+      bytes = c.size;
+      read[l] = c.src_bytes < c.size ? c.src_bytes : c.size;
     }
-  }
+    const int per_phase = bytes <= 4 ? 32 : 128 / bytes;
+    for (int p = 0; p < 32; p += per_phase) {
+      tv_bank_phase(TV_CP_ASYNC, starts + p, per_phase, bytes);
+    }
+    tv_sectors(TV_GLOBAL_COPY, sources, read, 32);
+  });
 }
 static void tv_host_cp_commit() {
   tv_host_fiber& f = tv_fibers[tv_current];
@@ -471,8 +474,7 @@ static bool tv_run_block(int threads) {
       at_block = at_block || tv_fibers[t].state == TV_AT_BLOCK;
     }
     if (done) {
-      tv_bank_copies(threads);
-      tv_warp_loads(threads);
+      tv_block_traffic(threads);
       return true;
     }
     for (int t = 0; t < threads; ++t) {

@@ -377,20 +377,12 @@ def _shared_layouts(program):
 
 
 def test_a_staged_tile_read_in_k_steps_gets_padded_rows_and_tiles_read_whole_a_swizzle():
+    from tilevm.bench.sass import _program
     from tilevm.layouts.shared import shared_row_major
-    from tilevm.ops.qgemm import GEMM
 
     # the GEMM's x tile, read 16 columns a step with ldmatrix: padded rows keep each step an
     # immediate offset (a swizzle would cost an XOR a step); the example's tiles are read whole
-    decode = GEMM[tilevm.float16].program(
-        WTYPE=tilevm.int4,
-        GROUP=128,
-        BLOCK_M=8,
-        WARPS=4,
-        HAS_ZEROS=False,
-        ZERO_OFFSET=0,
-        HAS_BIAS=False,
-    )
+    decode = _program(tilevm.int4, tilevm.float16, "decode8")
     assert _shared_layouts(decode) == [shared_row_major(8, 64, pad=8)] * 2
     sa, sb = _shared_layouts(matmul_fp16.matmul.program())
     assert sa.swizzle is not None and sb.swizzle is not None

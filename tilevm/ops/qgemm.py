@@ -191,12 +191,6 @@ def k_tiles_per_split(k_tiles: int, splits: int) -> int:
     return per + per % 2
 
 
-def _pairs_share_scales(group: int) -> bool:
-    """Whether tiles ``2 i`` and ``2 i + 1`` read one scale row (groups of 128 rows or more, or
-    per channel): the main loop then loads it once a pair (per channel, once)."""
-    return group == 0 or group >= 2 * TILE_K
-
-
 def _group_rows(group: int) -> int:
     """Rows of a weight tile that share a scale row (GROUP 0 is per-channel)."""
     return TILE_K if group == 0 or group >= TILE_K else group
@@ -271,10 +265,13 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
     tl.copy_async_commit()
     # The last tile loads itself again, from L1, rather than a tile past the split.
     raw_next = _load_weights(gw, first, n_tiles, tile_n, words, word_layout)
-    if group == 0:  # per channel: one scale row for every tile
+    # One scale row per channel, per pair of tiles (splits start at even tiles) for groups of
+    # 128 rows, per tile for smaller groups.
+    per_pair = group >= 2 * TILE_K
+    if group == 0:
         s_tile, z_tile = _group_tiles(gs, gz, first, col, group, block_n, has_zeros)
     for kt2 in range(first, last, 2):
-        if _pairs_share_scales(group) and group != 0:
+        if per_pair:
             s_tile, z_tile = _group_tiles(gs, gz, kt2, col, group, block_n, has_zeros)
         for half in tl.static_range(2):
             kt = kt2 + half
@@ -287,7 +284,7 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
                     gw, tl.minimum(kt + 1, last - 1), n_tiles, tile_n, words, word_layout
                 )
                 steps = tl.view(raw, tilevm.uint32, step_words)
-                if not _pairs_share_scales(group):
+                if 0 < group < 2 * TILE_K:
                     s_tile, z_tile = _group_tiles(gs, gz, kt, col, group, block_n, has_zeros)
                 tl.copy_async_wait(1)  # tile kt has landed
                 tl.sync()
