@@ -26,6 +26,7 @@ from lang_testing import fresh_rng
 import tilevm
 import tilevm.lang as tl
 from tilevm.codegen import emit_cuda
+from tilevm.ops import qgemm
 from tilevm.ops.quant_matmul import PREFILL_CONFIGS, SPLIT_PREFILL_CONFIGS, Config, _run
 from tilevm.passes.pipeline import run_pipeline
 from tilevm.runtime.compiler import compile_cuda
@@ -73,6 +74,8 @@ DECODE_CASES = [
     # (weight type, m, group, zero point, Config): 8-row blocks (swap-AB) and 16-row ones,
     # split k with the tile counters, groups of 32 / 64 / 128 and per channel
     ("uint1", 1, 128, True, Config(8, 2, 1, 4)),
+    ("uint1", 6, 64, True, Config(16, 2, 1, 4)),
+    ("uint1", 9, -1, True, Config(8, 1, 2, 2)),
     ("int2", 3, 64, False, Config(8, 1, 2, 2)),
     ("int3", 8, 128, False, Config(8, 2, 1, 4)),
     ("int4", 2, 32, False, Config(8, 2, 2, 2)),
@@ -109,6 +112,7 @@ PREFILL_CASES = [
     ("uint5", 33, 64, True, 2, 1),
     ("float6_e3m2", 17, -1, False, 0, 1),
     ("float4_e2m1", 64, 128, False, 1, 1),
+    ("uint1", 24, 32, True, 2, 1),
 ]
 PREFILL_CASES += [("uint4", 24, 64, True, i, 3) for i in range(len(SPLIT_PREFILL_CONFIGS))]
 
@@ -138,10 +142,16 @@ def test_eight_bit_floats_through_the_hardware_conversion_run_as_generated(name,
 
 @pytest.mark.parametrize(
     ("name", "m", "cfg"),
-    [("int4", 3, Config(8, 2, 2, 2)), ("uint8", 12, Config(16, 2, 1, 4)), ("int6", 20, None)],
+    [
+        ("int4", 3, Config(8, 2, 2, 2)),
+        ("uint8", 12, Config(16, 2, 1, 4)),
+        ("int6", 20, None),
+        ("uint1", 2, Config(8, 2, 1, 4)),
+    ],
 )
 def test_bfloat16_launches_run_as_generated(name, m, cfg):
-    *_, args = _quant_case(name, m, 128, 256, 64, False, act=torch.bfloat16)
+    zero_point = name == "uint1"  # quantised with zero points only
+    *_, args = _quant_case(name, m, 128, 256, 64, zero_point, act=torch.bfloat16)
     if cfg is None:
         c = PREFILL_CONFIGS[0]
         cfg = Config(c["BLOCK_M"], c["WARPS_N"], 1, 4, True, c["WARPS_M"])
@@ -358,3 +368,48 @@ def test_a_dot_whose_tile_is_too_small_for_the_warps_runs_as_generated():
     assert module.report.spill_bytes == 0
     # each warp: its 16 x 8 tile of the two, two k steps of 16
     assert module.ptx.count("mma.sync.aligned.m16n8k16") == 2
+
+
+# -- 1-bit codes picking one of two values, two lanes an instruction ---------------------------
+@tilevm.kernel(num_warps=2)
+def _pick_by_bits(
+    w: tilevm.Ptr[tilevm.uint32],
+    a: tilevm.Ptr[tilevm.float16],
+    b: tilevm.Ptr[tilevm.float16],
+    y: tilevm.Ptr[tilevm.float16],
+    WTYPE: tilevm.constexpr,
+    SWAP: tilevm.constexpr,
+    ROWS: tilevm.constexpr,
+):
+    words = tl.load(tl.global_view(w, [256]), [0], [256], layout=qgemm.weight_word_layout(2, 1))
+    steps = tl.view(words, tilevm.uint32, qgemm.weight_step_layout(2, 1))
+    layout = qgemm.swapped_step_layout(2) if SWAP else qgemm.step_layout(2)
+    ga, gb = tl.global_view(a, [64, 128]), tl.global_view(b, [64, 128])
+    for step in tl.static_range(4):
+        q = tl.view(tl.slice(steps, [step, 0], [1, 64]), WTYPE, qgemm.code_step_layout(2, 1))
+        row = 16 * step if ROWS == 16 else step
+        picked = tl.where(q, tl.load(ga, [row, 0], [ROWS, 128]), tl.load(gb, [row, 0], [ROWS, 128]))
+        tl.store(tl.global_view(y, [64, 128]), tl.annotate_layout(picked, layout), [16 * step, 0])
+
+
+@pytest.mark.parametrize("wtype", ["uint1", "int1"])
+@pytest.mark.parametrize("swap", [False, True], ids=["b_fragments", "a_fragments"])
+@pytest.mark.parametrize("rows", [1, 16], ids=["row", "tile"])
+def test_one_bit_codes_pick_their_values_bit_for_bit_as_generated(wtype, swap, rows):
+    # the mask of each pair of codes (a prmt of shifted words) picks whole lanes with a lop3,
+    # a broadcast row's value copied into both lanes: the interpreter's where, bit for bit
+    rng = fresh_rng()
+    t = tilevm.dtype(wtype)
+    words = rng.integers(0, 1 << 32, 256, dtype=np.uint64).astype(np.uint32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, 65504.0, 6e-8], np.float16)
+    a, b = (rng.standard_normal((64, 128)).astype(np.float16) for _ in range(2))
+    a.flat[:6], b.flat[6:12] = special, special
+    program = _pick_by_bits.program(WTYPE=t, SWAP=swap, ROWS=rows)
+    assert "tv_lop3<0xCA>(tv_prmt<" in emit_cuda(run_pipeline(program)).source
+    want = np.zeros((64, 128), np.float16)
+    _pick_by_bits[(1,)](words, a, b, want, WTYPE=t, SWAP=swap, ROWS=rows)
+    arrays = {"w": words, "a": a, "b": b, "y": np.zeros((64, 128), np.float16)}
+    run_on_host(program, (1, 1, 1), arrays)
+    np.testing.assert_array_equal(arrays["y"].view(np.uint16), want.view(np.uint16))
+    picked_a = arrays["y"] == (a if rows == 16 else a[[s for s in range(4) for _ in range(16)]])
+    assert 0.3 < picked_a.mean() < 0.8  # both values taken, from random bits

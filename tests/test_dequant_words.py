@@ -20,7 +20,7 @@ from lang_testing import fresh_rng
 import tilevm
 import tilevm.lang as tl
 from tilevm.codegen import emit_cuda
-from tilevm.codegen.dequant import pairs_from_words
+from tilevm.codegen.dequant import bit_masks_from_words, pairs_from_words
 from tilevm.codegen.prelude import Prelude
 from tilevm.dtypes import bfloat16, float16
 from tilevm.layouts import local
@@ -296,3 +296,28 @@ def test_a_cast_of_words_subtracts_a_constant_its_only_user_subtracts(wtype, off
     codes = (bits << np.arange(t.nbits)).sum(axis=-1).astype(np.uint32)  # [thread, l]
     values = t.decode(codes.T.ravel())
     np.testing.assert_array_equal(y[0], (values - np.float16(offset)).astype(np.float16))
+
+
+@host
+def test_the_masks_of_one_bit_codes_copy_each_codes_bit_through_its_lane():
+    """Pairs of 1-bit codes anywhere in three words, in one word or two, at one shift or two:
+    lane q of a pair's mask is all ones where its code q is set."""
+    rng = fresh_rng()
+    num_words = 3
+    pairs = [(0, 16), (7, 23), (31, 15), (5, 40), (95, 0), (64, 65)]
+    pairs += [tuple(int(p) for p in rng.integers(0, 32 * num_words, 2)) for _ in range(26)]
+    exprs = bit_masks_from_words("w", pairs, num_words)
+    lines = "\n".join(f"  out[{i}] = {e};" for i, e in enumerate(exprs))
+    main = (
+        f"unsigned w[{num_words}], out[{len(exprs)}];\n"
+        f"while (fread(w, 4, {num_words}, stdin) == {num_words}) {{\n"
+        f"{lines}\n  fwrite(out, 4, {len(exprs)}, stdout);\n}}"
+    )
+    binary = codegen_host.host_program("bit_masks", SNIPPETS, main, NO_CVT)
+    trials = 64
+    words = rng.integers(0, 1 << 32, (trials, num_words), dtype=np.uint64).astype(np.uint32)
+    out = codegen_host.run_words(binary, words.ravel()).reshape(trials, len(exprs))
+    bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little").astype(np.uint32)
+    for p, (p0, p1) in enumerate(pairs):
+        want = bits[:, p0] * 0xFFFF | bits[:, p1] * 0xFFFF0000
+        np.testing.assert_array_equal(out[:, p], want, err_msg=exprs[p])

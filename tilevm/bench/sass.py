@@ -115,12 +115,14 @@ def _program(t, act, kernel: str):
     from ..ops.qgemm import GEMM, GEMM_TC
     from ..ops.quant_matmul import PREFILL_CONFIGS
 
-    # what tilevm.quantize makes without zero points: offset binary for uint types
+    # what tilevm.quantize makes without zero points (offset binary for uint types), but for
+    # uint1, which it quantises with zero points only
+    zeros = t.kind == "uint" and t.nbits == 1
     common = dict(
         WTYPE=t,
         GROUP=128,
-        HAS_ZEROS=False,
-        ZERO_OFFSET=1 << (t.nbits - 1) if t.kind == "uint" else 0,
+        HAS_ZEROS=zeros,
+        ZERO_OFFSET=1 << (t.nbits - 1) if t.kind == "uint" and not zeros else 0,
         HAS_BIAS=False,
     )
     if kernel == "decode":

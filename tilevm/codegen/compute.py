@@ -38,7 +38,7 @@ from ..ir.tensor import RegisterTensor
 from ..layouts.indexing import broadcast_transform, local_map, local_parts, reshape_transform
 from ..layouts.register import RegisterLayout
 from ..layouts.view import check_view_legal, view_moves
-from .dequant import PAIR_OPS, arith_pair, cast_pair, pairs_from_words
+from .dequant import PAIR_OPS, arith_pair, bit_masks_from_words, cast_pair, pairs_from_words
 from .emitter import EMIT, Emitter, SharedVar
 from .memory import shared_access
 from .scalars import paren
@@ -66,8 +66,10 @@ class Operand:
         self.em = em
         self.tile: str | None = None
         self.map: list[int] = []
+        self.size = 0  # a tile's registers
         if isinstance(value, RegisterTensor):
             self.tile, self.dtype = em.tile(value), value.dtype
+            self.size = em.layout(value).local_size
             self.map = registers_for(em, out, value, broadcast_transform(out.shape, value.shape))
             self.text = ""
         elif isinstance(value, Expr):
@@ -417,6 +419,17 @@ def _unary(em: Emitter, inst: I.ElementwiseUnary) -> None:
     em.local_loop(out, [regs], body)
 
 
+def _lane_pair(o: Operand, r: int) -> str:
+    """The 32-bit word of ``o``'s values for out registers ``r`` and ``r + 1``. Where both are
+    one register of a broadcast, it is copied into both lanes by one ``prmt`` from the word
+    that holds it with its neighbour (the compiler's own pairing costs two instructions)."""
+    r0, r1 = o.map[r], o.map[r + 1]
+    if r0 != r1 or (r0 | 1) >= o.size:
+        return f"tv_pack2({o.tile}[{r0}], {o.tile}[{r1}])"
+    word = f"tv_pack2({o.tile}[{r0 & ~1}], {o.tile}[{r0 | 1}])"
+    return f"tv_prmt<0x{0x3232 if r0 & 1 else 0x1010:04X}>({word}, {word})"
+
+
 @EMIT.rule(I.Where)
 def _where(em: Emitter, inst: I.Where) -> None:
     out = inst.out
@@ -425,6 +438,25 @@ def _where(em: Emitter, inst: I.Where) -> None:
     b = Operand(em, inst.b, out.dtype, out)
     name = em.declare(out)
     tiles = [o for o in (cond, a, b) if o.tile]
+    count = em.layout(out).local_size
+    chosen = em.program.plan.selected.get(inst)
+    packed = em.packed_codes.get(id(inst.cond)) if chosen is not None else None
+    paired = bool(packed and a.tile and b.tile and a.dtype == b.dtype == out.dtype)
+    if paired:
+        # Two lanes an instruction: a mask of the pair's code bits (bit_masks_from_words)
+        # picks each lane's bits from a or b.
+        assert packed is not None
+        words, num_words, starts = packed
+        pairs = count // 2
+        positions = [(starts[cond.map[2 * p]], starts[cond.map[2 * p + 1]]) for p in range(pairs)]
+        masks = bit_masks_from_words(words, positions, num_words)
+        em.prelude.use("dq_ops", "pack")
+        for p, mask in enumerate(masks):
+            wa, wb = (_lane_pair(o, 2 * p) for o in (a, b))
+            word = f"tv_lop3<0xCA>({mask}, {wa}, {wb})"
+            em.line(f"tv_unpack2({name}[{2 * p}], {name}[{2 * p + 1}], {word});")
+        if count % 2 == 0:
+            return
 
     def body(idx: Callable[[int], str]) -> list[str]:
         k = {id(o): 1 + i for i, o in enumerate(tiles)}
@@ -434,6 +466,9 @@ def _where(em: Emitter, inst: I.Where) -> None:
         pick = f"({values[0]} != 0) ? {paren(va, 15, 4)} : {paren(vb, 15, 3)}"
         return [f"{name}[{idx(0)}] = {store(pick, out.dtype, out.dtype, 'arith', em.prelude)};"]
 
+    if paired:  # the odd last register
+        em.extend(body(lambda i: str(([count - 1], *[[o.map[-1]] for o in tiles])[i][0])))
+        return
     em.local_loop(out, [o.map for o in tiles], body)
 
 
@@ -462,6 +497,9 @@ def _move(em: Emitter, out: RegisterTensor, x: RegisterTensor, transform, offset
     regs = local_map(em.layout(out), em.layout(x), em.block_threads, transform)
     if regs is not None:
         em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {src}[{idx(1)}];"])
+        if id(x) in em.packed_codes:  # the same codes of the same words, in another order
+            words, num_words, starts = em.packed_codes[id(x)]
+            em.packed_codes[id(out)] = (words, num_words, tuple(starts[r] for r in regs))
         return
     with em.block():
         sv = scratch_tile(em, x)

@@ -132,6 +132,30 @@ and warp; NVRTC 13, sm_90a, float16) that cut the SASS from 342 to 254
 instructions for uint1, 338 to 266 for int2, 386 to 324 for int3, 328 to 280
 for int4 and 519 to 455 for float4_e2m1.
 
+1-bit codes can do better than a cast: a code has two values, so a kernel
+that knows them (the GEMM computes both once a group row and column, with the
+arithmetic the wider codes use per weight) picks one with ``where``, and
+lowering turns that into bit moves that serve two lanes at once
+(:func:`bit_masks_from_words`). A left shift takes a pair's codes to the top
+bits of two bytes; one ``prmt`` with bit 3 of its selector nibbles set copies
+each of those bits through a whole lane, and one ``lop3`` (LUT ``0xCA``: mask
+? a : b) takes each lane from the one value or the other. One shifted word
+serves two pairs (4 byte tops), so a pair costs 2 instructions and a shift
+every other pair, where the cast, zero point and scale cost 3 or 4. Worked for
+pair 6 of a word (codes at bits 6 and 22), word 0x0040_0000 (code 0 clear,
+code 1 set), values a = 0x3C00 (1.0) and b = 0xBC00 (-1.0):
+
+===========================  ===============  ===========================
+step                         32-bit word      lanes (high | low)
+===========================  ===============  ===========================
+``shl 1``                    ``0x0080_0000``  byte 2's top bit set
+``prmt 0xAA88``              ``0xFFFF_0000``  sign of byte 2 | of byte 0
+``lop3 0xCA`` with a, b      ``0x3C00_BC00``  1.0 | -1.0
+===========================  ===============  ===========================
+
+In the 8-row decode GEMM that cut uint1's SASS from 224 to 191 instructions a
+tile and warp (208 from 240 at 16 rows).
+
 The sequences are C++ templates over a few primitives, ``tv_prmt``,
 ``tv_lop3``, the packed half operations, ``tv_fmul_rn`` and
 ``tv_cvt_f16x2_f8x2_hi``: inline PTX on the device; the host tests
@@ -665,6 +689,35 @@ def pairs_from_words(
     return out
 
 
+def bit_masks_from_words(words: str, pairs: list[tuple[int, int]], num_words: int) -> list[str]:
+    """Per pair of 1-bit codes, the 32-bit mask whose low lane is all ones where code 0 is
+    set and whose high lane where code 1 is, read straight from a thread's packed words.
+
+    ``pairs`` holds each pair's bit positions in the thread's bit string (as
+    for :func:`pairs_from_words`). A left shift by ``7 - offset % 8`` takes a
+    code to the top bit of its byte, and one ``prmt`` whose selector nibbles
+    have bit 3 set copies the top bit of the byte it names into a whole byte:
+    twice a lane, from at most two shifted words. A shifted word holds four
+    codes at the tops of its bytes, so it serves two pairs of the packed order
+    (codes 16 bits apart), and any pair that reads it shares it.
+    """
+    out = []
+    for starts in pairs:
+        sources: list[str] = []
+        nibbles = []
+        for p in starts:
+            word, offset = divmod(p, 32)
+            shift = 7 - offset % 8
+            text = f"{words}[{word}]"
+            text = f"({text} << {shift})" if shift else text
+            if text not in sources:
+                sources.append(text)
+            nibbles.append(8 | 4 * sources.index(text) | offset // 8)
+        sel = nibbles[0] * 0x11 | nibbles[1] * 0x1100
+        out.append(f"tv_prmt<0x{sel:04X}>({sources[0]}, {sources[-1]})")
+    return out
+
+
 PAIR_OPS = {"add": 0, "sub": 1, "mul": 2}
 """Elementwise operations on float16/bfloat16 tiles that run two lanes an instruction."""
 
@@ -676,4 +729,12 @@ def arith_pair(op: str, dtype: DataType, a: str, b: str, pre: Prelude) -> str:
     return f"{fn}<{PAIR_OPS[op]}>({a}, {b})"
 
 
-__all__ = ["KINDS", "PAIR_OPS", "arith_pair", "cast_pair", "fast_cast_kind", "pairs_from_words"]
+__all__ = [
+    "KINDS",
+    "PAIR_OPS",
+    "arith_pair",
+    "bit_masks_from_words",
+    "cast_pair",
+    "fast_cast_kind",
+    "pairs_from_words",
+]

@@ -324,7 +324,12 @@ def _where(m: Machine, inst: I.Where) -> None:
 def _dot(m: Machine, inst: I.Dot) -> None:
     a, b, c, out = m.tile(inst.a), m.tile(inst.b), m.tile(inst.c), inst.out
     if out.dtype.is_float:
-        acc = np.matmul(a.astype(np.float32), b.astype(np.float32)) + c.astype(np.float32)
+        # c plus the products summed in float64 and rounded once, like the tensor cores (and
+        # the same bits for every shape and BLAS: products of 16-bit floats are exact in
+        # float64, and so are their sums at the widths of a k step; float32 sums in BLAS order
+        # differ in the last bit between tile shapes and machines).
+        wide = np.matmul(a.astype(np.float64), b.astype(np.float64)) + c.astype(np.float64)
+        acc = wide.astype(np.float32)
         try:
             values = round_arith(acc, out.dtype)
         except DTypeError as err:

@@ -26,7 +26,10 @@ same tile). Per 64-deep tile of k:
    per-group tensor, or the fixed offset of offset-binary codes) subtracted
    and the group's scale multiplied, exactly the reference
    ``fp16(float32(q - z) * float32(s))``, and ``dot`` accumulates in fp32 with
-   mma.sync. Only one step's dequantised registers are live at a time.
+   mma.sync. Only one step's dequantised registers are live at a time. A 1-bit
+   code has only two values: those are computed once a group row and column,
+   by the same operations, and each code picks one (``tl.where``, which
+   lowering turns into a mask and a select two lanes an instruction).
 
 :data:`GEMM` (decode: 8 or 16 rows, one row of ``WARPS`` warps) and
 :data:`GEMM_TC` (prefill: a grid of warps) differ in how they finish.
@@ -119,13 +122,23 @@ def _load_weights(gw, kt, n_tiles, tile_n, words, layout):
 
 
 @tilevm.func
-def _weight_step(steps, step, s_tile, z_tile, group, wtype, act, layout, codes, zero_offset):
-    """k step ``step`` of the tile: codes viewed (in their packed order ``codes``), cast to the
-    mma fragments ``layout``, zero point subtracted, scaled."""
+def _weight_step(steps, step, per_group, group, wtype, act, layout, codes, zero_offset):
+    """k step ``step`` of the tile: codes viewed (in their packed order ``codes``) and
+    dequantised into the mma fragments ``layout`` with the group rows of
+    :func:`_group_tiles`: cast, zero point subtracted, scaled; 1-bit codes pick one of
+    their two values."""
     words = tl.slice(steps, [step, 0], [1, steps.shape[1]])
-    w = tl.annotate_layout(tl.cast(tl.view(words, wtype, codes), act), layout)
     g = (step * MMA_K) // _group_rows(group)  # the scale row of this step
     block_n = layout.shape[1]
+    q = tl.view(words, wtype, codes)
+    if wtype.nbits == 1:
+        if_set, if_clear = per_group
+        w = tl.where(
+            q, tl.slice(if_set, [g, 0], [1, block_n]), tl.slice(if_clear, [g, 0], [1, block_n])
+        )
+        return tl.annotate_layout(w, layout)
+    s_tile, z_tile = per_group
+    w = tl.annotate_layout(tl.cast(q, act), layout)
     if z_tile is not None:
         w = w - tl.slice(z_tile, [g, 0], [1, block_n])
     elif zero_offset:
@@ -217,15 +230,33 @@ def _block_inputs(x, packed, scales, zeros, m, n, k, n_tiles, words, group):
 
 
 @tilevm.func
-def _group_tiles(gs, gz, kt, col, group, block_n, has_zeros):
-    """The scale rows (and zero rows, or None) of k tile ``kt``'s groups."""
+def _group_tiles(gs, gz, kt, col, consts, act):
+    """The group rows of k tile ``kt`` that :func:`_weight_step` takes: the scale rows and
+    the zero rows (or None); for 1-bit codes instead the two values a code dequantises to,
+    ``(code 1, code 0)``, each computed as the wider codes compute theirs (so bit for bit
+    the same), once a group row rather than once a weight."""
+    group, block_n, has_zeros, wtype, zero_offset = consts
     row = 0 if group == 0 else (kt * TILE_K) // group
     rows = TILE_K // _group_rows(group)
     s_tile = tl.load(gs, [row, col], [rows, block_n])
     z_tile = None
     if has_zeros:
         z_tile = tl.load(gz, [row, col], [rows, block_n])
-    return s_tile, z_tile
+    if wtype.nbits != 1:
+        return s_tile, z_tile
+    one = _code_value(float(wtype.decode(1)), s_tile, z_tile, zero_offset, act)
+    return one, _code_value(0.0, s_tile, z_tile, zero_offset, act)
+
+
+@tilevm.func
+def _code_value(q, s_tile, z_tile, zero_offset, act):
+    """What the code of value ``q`` dequantises to, per group row and column."""
+    v = tl.full(s_tile.shape, q, act)
+    if z_tile is not None:
+        v = v - z_tile
+    elif zero_offset:
+        v = v - tl.full(s_tile.shape, zero_offset, act)
+    return v * s_tile
 
 
 @tilevm.func
@@ -268,11 +299,12 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
     # One scale row per channel, per pair of tiles (splits start at even tiles) for groups of
     # 128 rows, per tile for smaller groups.
     per_pair = group >= 2 * TILE_K
+    row_consts = (group, block_n, has_zeros, wtype, zero_offset)
     if group == 0:
-        s_tile, z_tile = _group_tiles(gs, gz, first, col, group, block_n, has_zeros)
+        per_group = _group_tiles(gs, gz, first, col, row_consts, act)
     for kt2 in range(first, last, 2):
         if per_pair:
-            s_tile, z_tile = _group_tiles(gs, gz, kt2, col, group, block_n, has_zeros)
+            per_group = _group_tiles(gs, gz, kt2, col, row_consts, act)
         for half in tl.static_range(2):
             kt = kt2 + half
             if kt < last:
@@ -285,12 +317,12 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
                 )
                 steps = tl.view(raw, tilevm.uint32, step_words)
                 if 0 < group < 2 * TILE_K:
-                    s_tile, z_tile = _group_tiles(gs, gz, kt, col, group, block_n, has_zeros)
+                    per_group = _group_tiles(gs, gz, kt, col, row_consts, act)
                 tl.copy_async_wait(1)  # tile kt has landed
                 tl.sync()
                 for step in tl.static_range(STEPS):
                     w = _weight_step(
-                        steps, step, s_tile, z_tile, group, wtype, act, w_layout, codes, zero_offset
+                        steps, step, per_group, group, wtype, act, w_layout, codes, zero_offset
                     )
                     a = tl.load(sx[half], [0, step * MMA_K], [block_m, MMA_K])
                     acc = tl.dot(tl.trans(w), tl.trans(a), acc) if swap_ab else tl.dot(a, w, acc)

@@ -22,6 +22,11 @@ lowering follows them:
   ``c`` is below ``2^b``, the cast subtracts it in the immediate it already
   adds (``.offset<c>``) and the subtraction becomes a copy
   (``folded_into_cast``): exact, as both give the integer ``u - c``;
+- ``where`` whose condition is 1-bit codes viewed from such words (or a layout
+  conversion of them) and whose result is a 16-bit type: ``select.bits_from_words``,
+  two lanes an instruction, each pair's mask made from the words by one ``prmt``
+  (:func:`tilevm.codegen.dequant.bit_masks_from_words`) and the lanes picked by one
+  ``lop3``; exact for any 16-bit values, as it moves bits;
 - ``copy_async``: ``cp.async`` (16-byte ``.cg``, or 8/4-byte ``.ca``).
 """
 
@@ -106,17 +111,21 @@ FROM_WORDS_KINDS = ("int_f16", "int_bf16", "int8_bf16", "float_f16", "float_bf16
 
 
 def _views_of_words(program: Program) -> set[int]:
-    """Ids of low-bit tiles viewed from 32-bit words that no instruction overwrites."""
+    """Ids of low-bit tiles viewed from 32-bit words that no instruction overwrites, and of
+    their layout conversions (lowering reads the codes from the words where a conversion
+    keeps every code in its thread)."""
     insts = list(instructions(program.body))
     reassigned = {id(inst.out) for inst in insts if isinstance(inst, I.Assign)}
-    return {
-        id(inst.out)
-        for inst in insts
-        if isinstance(inst, I.View)
-        and inst.x.dtype.nbits == 32
-        and inst.out.dtype.nbits <= 8
-        and id(inst.x) not in reassigned
-    }
+    views: set[int] = set()
+    for inst in insts:
+        if (
+            isinstance(inst, I.View)
+            and inst.x.dtype.nbits == 32
+            and inst.out.dtype.nbits <= 8
+            and id(inst.x) not in reassigned
+        ) or (isinstance(inst, I.ConvertLayout) and id(inst.x) in views):
+            views.add(id(inst.out))
+    return views
 
 
 def _offset_folds(program: Program, words: set[int]) -> dict[int, int]:
@@ -190,6 +199,10 @@ def _select(
             )
         case I.ElementwiseBinary() if folds.get(id(inst)) == -1:
             return Selected("folded_into_cast")
+        case I.Where(cond=RegisterTensor() as cond, out=out) if (
+            id(cond) in words and cond.dtype.nbits == 1 and out.dtype.nbits == 16
+        ):
+            return Selected("select.bits_from_words")
     return None
 
 
