@@ -238,14 +238,28 @@ def _group_tiles(gs, gz, kt, col, consts, act):
     group, block_n, has_zeros, wtype, zero_offset = consts
     row = 0 if group == 0 else (kt * TILE_K) // group
     rows = TILE_K // _group_rows(group)
-    s_tile = tl.load(gs, [row, col], [rows, block_n])
+    inside = row + rows <= gs.shape[0] and col + block_n <= gs.shape[1]
+    s_tile = _load_rows(gs, row, col, rows, block_n, inside)
     z_tile = None
     if has_zeros:
-        z_tile = tl.load(gz, [row, col], [rows, block_n])
+        z_tile = _load_rows(gz, row, col, rows, block_n, inside)
     if wtype.nbits != 1:
         return s_tile, z_tile
     one = _code_value(float(wtype.decode(1)), s_tile, z_tile, zero_offset, act)
     return one, _code_value(0.0, s_tile, z_tile, zero_offset, act)
+
+
+@tilevm.func
+def _load_rows(g, row, col, rows, block_n, inside):
+    """``rows x block_n`` of a ``[groups, n]`` tensor at (row, col): unmasked when the block's
+    rows and columns all lie ``inside`` (every block but those at the right edge, and the
+    last k tile where k is no multiple of 64), so that no element tests its bounds."""
+    t = tl.zeros([rows, block_n], g.dtype)  # (both branches overwrite it)
+    if inside:
+        t = tl.load(g, [row, col], [rows, block_n], masked=False)
+    else:
+        t = tl.load(g, [row, col], [rows, block_n])
+    return t
 
 
 @tilevm.func

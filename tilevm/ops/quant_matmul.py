@@ -124,10 +124,13 @@ MAX_BLOCKS_PER_SM = 32
 
 def _decode_registers(block_m: int, nbits: int) -> int:
     """Registers a thread of the decode kernel takes (ptxas for sm_80 and sm_90a, ``bench
-    sass``; a test holds the 8-row kernels to it): blocks of 8 rows 70 to 72 for 1 and 2 bits,
-    96 to 128 from 3 bits (the small floats between, as ptxas schedules them); blocks of 16
-    rows 128 to 164 (counted as 128: a split too many costs less than too few)."""
-    return 80 if block_m <= 8 and nbits <= 2 else 128
+    sass``; a test holds the 8-row kernels to it): blocks of 8 rows 72 to 80 for 1 and 2 bits,
+    94 to 130 from 3 bits (the small floats between, as ptxas schedules them), counted as
+    136; blocks of 16 rows 128 to 166 (counted as 128: a split too many costs less than too
+    few)."""
+    if block_m > 8:
+        return 128
+    return 80 if nbits <= 2 else 136
 
 
 def _blocks_per_sm(prefill: bool, warps: int, nbits: int, block_m: int = 8) -> int:
