@@ -439,14 +439,11 @@ def _where(em: Emitter, inst: I.Where) -> None:
     name = em.declare(out)
     tiles = [o for o in (cond, a, b) if o.tile]
     count = em.layout(out).local_size
-    chosen = em.program.plan.selected.get(inst)
-    packed = em.packed_codes.get(id(inst.cond)) if chosen is not None else None
-    paired = bool(packed and a.tile and b.tile and a.dtype == b.dtype == out.dtype)
+    paired = inst in em.program.plan.selected  # select.bits_from_words
     if paired:
         # Two lanes an instruction: a mask of the pair's code bits (bit_masks_from_words)
         # picks each lane's bits from a or b.
-        assert packed is not None
-        words, num_words, starts = packed
+        words, num_words, starts = em.packed_codes[id(inst.cond)]
         pairs = count // 2
         positions = [(starts[cond.map[2 * p]], starts[cond.map[2 * p + 1]]) for p in range(pairs)]
         masks = bit_masks_from_words(words, positions, num_words)

@@ -40,6 +40,7 @@ from ..ir.plan import Selected
 from ..ir.program import Program
 from ..ir.stmt import instructions
 from ..ir.tensor import RegisterTensor
+from ..layouts.indexing import local_map
 from .ldmatrix_match import ldmatrix_plan
 
 # -- casts -------------------------------------------------------------------------------------
@@ -112,8 +113,8 @@ FROM_WORDS_KINDS = ("int_f16", "int_bf16", "int8_bf16", "float_f16", "float_bf16
 
 def _views_of_words(program: Program) -> set[int]:
     """Ids of low-bit tiles viewed from 32-bit words that no instruction overwrites, and of
-    their layout conversions (lowering reads the codes from the words where a conversion
-    keeps every code in its thread)."""
+    their layout conversions that keep every code in its thread (only registers move, so
+    lowering still reads the codes from the words)."""
     insts = list(instructions(program.body))
     reassigned = {id(inst.out) for inst in insts if isinstance(inst, I.Assign)}
     views: set[int] = set()
@@ -123,7 +124,11 @@ def _views_of_words(program: Program) -> set[int]:
             and inst.x.dtype.nbits == 32
             and inst.out.dtype.nbits <= 8
             and id(inst.x) not in reassigned
-        ) or (isinstance(inst, I.ConvertLayout) and id(inst.x) in views):
+        ) or (
+            isinstance(inst, I.ConvertLayout)
+            and id(inst.x) in views
+            and local_map(inst.out.layout, inst.x.layout, program.num_threads) is not None
+        ):
             views.add(id(inst.out))
     return views
 
@@ -199,8 +204,13 @@ def _select(
             )
         case I.ElementwiseBinary() if folds.get(id(inst)) == -1:
             return Selected("folded_into_cast")
-        case I.Where(cond=RegisterTensor() as cond, out=out) if (
-            id(cond) in words and cond.dtype.nbits == 1 and out.dtype.nbits == 16
+        case I.Where(
+            cond=RegisterTensor() as cond, a=RegisterTensor() as a, b=RegisterTensor() as b
+        ) if (
+            id(cond) in words
+            and cond.dtype.nbits == 1
+            and a.dtype == b.dtype == inst.out.dtype
+            and inst.out.dtype.nbits == 16
         ):
             return Selected("select.bits_from_words")
     return None
