@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 
 import tilevm
+import tilevm.lang as tl
 from tilevm.codegen import CodegenError, EmitOptions, emit_cuda
 from tilevm.codegen.compute import view_plan
 from tilevm.codegen.emitter import EMIT
@@ -637,3 +638,42 @@ def test_register_loop_indices_keep_their_parentheses_when_added_to_a_base():
     assert "gp[" in source  # the epilogue's element-by-element load of the partials
     loose = re.compile(r"[+\-] [A-Za-z_]\w* (?:&|>>|<<|\||\^) ")
     assert not [line for line in source.splitlines() if loose.search(line)]
+
+
+@tilevm.kernel(num_warps=1)
+def rows_of_n(
+    x: tilevm.Ptr[tilevm.float16], y: tilevm.Ptr[tilevm.float16], m: tilevm.int32, n: tilevm.int32
+):
+    """Row 1 of an ``[m, n]`` tensor, copied: row 1 starts 16-byte aligned only if 8 | n."""
+    g = tl.global_view(x, [m, n])
+    t = tl.zeros([1, 256], tilevm.float16)
+    aligned = n % 8 == 0 and n >= 256
+    if aligned:  # noqa: SIM108 (a branch of the kernel, not a Python expression)
+        t = tl.load(g, [1, 0], [1, 256], masked=False)
+    else:
+        t = tl.load(g, [1, 0], [1, 256])
+    tl.store(tl.global_view(y, [1, n]), t, [0, 0])
+
+
+def test_a_branch_on_divisibility_vectorises_without_testing_again():
+    """``if n % 8 == 0 and ...`` proves 8 | n inside the branch (through the let variable), so
+    its load is one 16-byte vector with no test and no element-wise fallback; the other branch
+    keeps the test, and the fact is gone after the if."""
+    source = emit_cuda(run_pipeline(rows_of_n.program())).source
+    body = source.split("if (aligned) {")[1]
+    then, rest = body.split("} else {", 1)
+    assert "reinterpret_cast<const tv_b128*>" in then and "is_multiple_of" not in then
+    assert "n_is_multiple_of_8" in rest  # the masked load, and the store after the if
+    module = compile_cuda(source, rows_of_n.program().name, "sm_90a")
+    assert module.report.spill_bytes == 0
+
+
+def test_a_branch_on_divisibility_copies_what_the_interpreter_copies():
+    from cuda_host import mirrored_on_host
+
+    for n in (256, 264, 300):
+        x = np.random.default_rng(n).standard_normal((2, n)).astype(np.float16)
+        y = np.zeros((1, n), np.float16)
+        with mirrored_on_host():
+            rows_of_n[(1,)](x, y, 2, n)
+        np.testing.assert_array_equal(y[0, :256], x[1, :256])

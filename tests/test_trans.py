@@ -1,4 +1,5 @@
-"""``tl.trans``: the transpose of a 2-D register tile, free because only the layout's names move.
+"""``tl.trans`` and ``tl.permute``: a register tile's dimensions reordered, free because only
+the layout's names move.
 
 Layout inference gives the result ``x``'s layout with its two dimensions
 swapped (:func:`tilevm.layouts.permute`), so each thread keeps its registers;
@@ -116,3 +117,73 @@ def test_the_swapped_dot_on_the_gpu_gives_the_interpreters_bits(annotate):
     swapped_dot[(1,)](a.cuda(), b.cuda(), on_gpu, ANNOTATE=annotate)
     torch.cuda.synchronize()
     assert torch.equal(on_gpu.cpu(), on_cpu)
+
+
+# -- permute: any order of dimensions ------------------------------------------------------------
+@tilevm.kernel(num_warps=2)
+def relabel(x: tilevm.Ptr[i32], y: tilevm.Ptr[i32], R: tilevm.constexpr, C: tilevm.constexpr):
+    """Column ``64 j + 8 a + b`` of x's rows to ``64 j + 8 b + a`` of y's, plus one."""
+    t = tl.load(tl.global_view(x, [R, C]), [0, 0], [R, C])
+    octets = tl.permute(tl.reshape(t, [R, C // 64, 8, 8]), (0, 1, 3, 2))
+    tl.store(tl.global_view(y, [R, C]), tl.reshape(octets, [R, C]) + 1, [0, 0])
+
+
+@tilevm.kernel(num_warps=1)
+def rotate(x: tilevm.Ptr[i32], y: tilevm.Ptr[i32]):
+    t = tl.load(tl.global_view(x, [2, 4, 8]), [0, 0, 0], [2, 4, 8])
+    tl.store(tl.global_view(y, [8, 2, 4]), tl.permute(t, (2, 0, 1)), [0, 0, 0])
+
+
+def _relabelled(x: np.ndarray) -> np.ndarray:
+    r, c = x.shape
+    return x.reshape(r, c // 64, 8, 8).transpose(0, 1, 3, 2).reshape(r, c)
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(1, 64), (2, 256), (16, 128)])
+def test_permute_relabels_columns_on_the_interpreter_and_in_the_generated_code(rows, cols):
+    from cuda_host import mirrored_on_host
+
+    x = fresh_rng().integers(-(2**31), 2**31 - 1, (rows, cols)).astype(np.int32)
+    y = np.zeros_like(x)
+    with mirrored_on_host() as mirrored:
+        relabel[(1,)](x, y, rows, cols)
+    assert mirrored == [relabel.program(R=rows, C=cols).name]
+    np.testing.assert_array_equal(y, _relabelled(x) + 1)
+    assert np.array_equal(_relabelled(_relabelled(x)), x)
+
+
+def test_permute_takes_any_order_of_dimensions():
+    from cuda_host import mirrored_on_host
+
+    x = fresh_rng().integers(-(2**31), 2**31 - 1, (2, 4, 8)).astype(np.int32)
+    y = np.zeros((8, 2, 4), np.int32)
+    with mirrored_on_host():
+        rotate[(1,)](x, y)
+    np.testing.assert_array_equal(y, x.transpose(2, 0, 1))
+
+
+def test_a_relabelling_moves_no_data_and_its_loads_and_stores_stay_vectors():
+    """Layout inference carries the store's layout back through reshape, permute and reshape:
+    no convert_layout, and each thread reads and writes 16-byte runs."""
+    program = run_pipeline(relabel.program(R=16, C=128))
+    assert "convert_layout" not in format_program(program)
+    perms = [i for i in instructions(program.body) if isinstance(i, Transpose)]
+    assert [p.dims for p in perms] == [(0, 1, 3, 2)]
+    assert perms[0].x.layout == permute(perms[0].out.layout, (0, 1, 3, 2))
+    source = emit_cuda(program).source
+    assert source.count("reinterpret_cast<const tv_b128*>") >= 1
+    assert "printf" not in source
+
+
+@tilevm.kernel
+def bad_permute(x: tilevm.Ptr[f32]):
+    t = tl.load(tl.global_view(x, [2, 4]), [0, 0], [2, 4])
+    tl.store(tl.global_view(x, [2, 4]), tl.permute(t, (0, 0)), [0, 0])
+
+
+def test_permute_names_dims_that_are_no_order():
+    expect_compile_error(
+        bad_permute,
+        "permute: dims must order the dimensions 0..1 of a 2-D tile; got [0, 0]",
+        "tl.permute(t, (0, 0))",
+    )

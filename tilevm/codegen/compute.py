@@ -529,10 +529,11 @@ def _slice(em: Emitter, inst: I.Slice) -> None:
 @EMIT.rule(I.Transpose)
 def _transpose(em: Emitter, inst: I.Transpose) -> None:
     """Register copies, which the compiler renames away: layout inference gave ``x`` the
-    result's layout with its dimensions swapped, so each thread holds what it needs."""
+    result's layout with its dimensions put back, so each thread holds what it needs."""
     out, x = inst.out, inst.x
     name, src = em.declare(out), em.tile(x)
-    regs = registers_for(em, out, x, lambda index: index[..., ::-1])
+    back = [inst.dims.index(d) for d in range(x.rank)]  # x's dimension d is out's back[d]
+    regs = registers_for(em, out, x, lambda index: index[..., back])
     em.local_loop(out, [regs], lambda idx: [f"{name}[{idx(0)}] = {src}[{idx(1)}];"])
 
 

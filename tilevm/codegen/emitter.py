@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dtypes import DataType
-from ..ir.expr import Expr, Var
+from ..ir.expr import Binary, Const, Expr, Var
 from ..ir.printer import Names, format_instruction
 from ..ir.program import Program
 from ..ir.registry import RuleTable
@@ -206,6 +206,37 @@ class Emitter:
         for name, d in self.value_assumptions.items():
             known[name] = _lcm(known.get(name, 1), d)
         return divisor(e, self.facts, known)
+
+    def proven_by(self, cond: Expr) -> dict[str, int]:
+        """Divisors of parameters that ``cond`` being true proves: each of its conjuncts of
+        the form ``p % d == 0`` (through ``let`` variables), so that the branch it guards
+        vectorises accesses that need ``p`` to be a multiple of ``d`` without testing again."""
+        match cond:
+            case Var() if (fact := self.facts.get(cond)) is not None and fact.kind == "let":
+                return self.proven_by(fact.value)
+            case Binary(op="land", lhs=a, rhs=b):
+                found = self.proven_by(a)
+                for name, d in self.proven_by(b).items():
+                    found[name] = _lcm(found.get(name, 1), d)
+                return found
+            case Binary(
+                op="eq", lhs=Binary(op="mod", lhs=p, rhs=Const(value=d)), rhs=Const(value=0)
+            ):
+                name = self.param_of(p)
+                if name is not None and int(d) > 1:
+                    return {name: int(d)}
+        return {}
+
+    @contextmanager
+    def _knowing(self, facts: Mapping[str, int]) -> Iterator[None]:
+        """Parameter divisors known while the body of the ``with`` is emitted."""
+        before = dict(self.known)
+        for name, d in facts.items():
+            self.known[name] = _lcm(self.known.get(name, 1), d)
+        try:
+            yield
+        finally:
+            self.known = before
 
     def param_of(self, e: Expr | int) -> str | None:
         """The parameter's name when ``e`` is a scalar parameter itself (never reassigned)."""
@@ -433,7 +464,7 @@ class Emitter:
             case For():
                 self._for(s)
             case If(cond=cond, then=then, orelse=orelse):
-                with self.block(f"if ({self.expr(cond)})"):
+                with self.block(f"if ({self.expr(cond)})"), self._knowing(self.proven_by(cond)):
                     self.stmt(then)
                 if orelse is not None and orelse.body:
                     self.lines[-1] += " else {"

@@ -94,7 +94,7 @@ def _slice(m: Machine, inst: I.Slice) -> None:
 
 @RULES.rule(I.Transpose)
 def _transpose(m: Machine, inst: I.Transpose) -> None:
-    m.set_tile(inst.out, m.tile(inst.x).T.copy())
+    m.set_tile(inst.out, np.transpose(m.tile(inst.x), inst.dims).copy())
 
 
 @RULES.rule(I.ConvertLayout)

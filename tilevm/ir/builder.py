@@ -416,8 +416,19 @@ class Builder:
         _expect(x, RegisterTensor, "trans")
         if x.rank != 2:
             raise IRError(f"trans: needs a 2-D tile; got shape {list(x.shape)}")
-        layout = None if x.layout is None else permute(x.layout, (1, 0))
-        return self.emit(I.Transpose(RegisterTensor(x.dtype, x.shape[::-1], layout), x))
+        return self.permute(x, (1, 0))
+
+    def permute(self, x: RegisterTensor, dims: tuple[int, ...]) -> RegisterTensor:
+        _expect(x, RegisterTensor, "permute")
+        dims = tuple(dims)
+        if sorted(dims) != list(range(x.rank)) or not all(isinstance(d, int) for d in dims):
+            raise IRError(
+                f"permute: dims must order the dimensions 0..{x.rank - 1} of a "
+                f"{x.rank}-D tile; got {list(dims)}"
+            )
+        layout = None if x.layout is None else permute(x.layout, dims)
+        shape = tuple(x.shape[d] for d in dims)
+        return self.emit(I.Transpose(RegisterTensor(x.dtype, shape, layout), x, dims))
 
     def assign(self, dst: RegisterTensor, src: RegisterTensor) -> None:
         _expect(src, RegisterTensor, "assign")

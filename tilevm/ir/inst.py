@@ -323,16 +323,20 @@ class Slice(Instruction):
 
 @_inst
 class Transpose(Instruction):
-    """``out[j, i]`` = ``x[i, j]`` for a 2-D tile: ``out``'s layout is ``x``'s with its two
-    dimensions swapped, so every thread keeps its registers and no data moves.
+    """``x`` with its dimensions reordered: dimension ``d`` of ``out`` is dimension ``dims[d]``
+    of ``x`` (``out[j, i] = x[i, j]`` for the 2-D ``dims = (1, 0)``). ``out``'s layout is
+    ``x``'s with its dimensions reordered the same way, so every thread keeps its registers
+    and no data moves.
 
     Layout inference gives the two tiles such layouts (a conversion of ``x``
     where other demands clash): a dequantised weight tile read as the A
-    operand of a dot, an accumulator stored transposed.
+    operand of a dot, an accumulator stored transposed, the columns of a tile
+    relabelled (split into dimensions, reordered, merged back).
     """
 
     out: RegisterTensor
     x: RegisterTensor
+    dims: tuple[int, ...] = (1, 0)
     loc: SourceLoc | None = None
 
     INPUTS = ("x",)

@@ -370,7 +370,9 @@ def _slice(inst: I.Slice, p: Printer) -> str:
 
 @PRINT_RULES.rule(I.Transpose)
 def _transpose(inst: I.Transpose, p: Printer) -> str:
-    return p.define(inst.out, f"trans {p.name(inst.x)}")
+    if inst.dims == (1, 0):
+        return p.define(inst.out, f"trans {p.name(inst.x)}")
+    return p.define(inst.out, f"permute {p.name(inst.x)} {list(inst.dims)}")
 
 
 @PRINT_RULES.rule(I.ConvertLayout)

@@ -738,11 +738,14 @@ def _slice(inst: I.Slice, c: Checker) -> None:
 
 @VERIFY_RULES.rule(I.Transpose)
 def _transpose(inst: I.Transpose, c: Checker) -> None:
-    x = inst.x
-    c.expect(x, RegisterTensor, "trans")
-    if x.rank != 2:
-        c.fail(f"trans: needs a 2-D tile; got shape {_shape_text(x.shape)}")
-    c.result(inst.out, x.dtype, x.shape[::-1], "trans")
+    x, dims = inst.x, inst.dims
+    c.expect(x, RegisterTensor, "permute")
+    if sorted(dims) != list(range(x.rank)):
+        c.fail(
+            f"permute: dims {list(dims)} do not order the dimensions of shape "
+            f"{_shape_text(x.shape)}"
+        )
+    c.result(inst.out, x.dtype, tuple(x.shape[d] for d in dims), "permute")
 
 
 @VERIFY_RULES.rule(I.Assign)

@@ -324,6 +324,18 @@ def trans(ctx, x) -> RegisterTensor:
 
 
 @builtin
+def permute(ctx, x, dims) -> RegisterTensor:
+    """Register tile ``x`` with its dimensions reordered: dimension ``d`` of the result is
+    dimension ``dims[d]`` of ``x`` (``trans(x)`` is ``permute(x, (1, 0))``).
+
+    Free, as :func:`trans` is. With :func:`reshape` around it, it relabels the
+    columns of a tile: ``reshape(permute(reshape(t, [r, 8, 8]), (0, 2, 1)), [r, 64])``
+    puts column ``8 a + b`` at ``8 b + a``, in the same registers.
+    """
+    return ctx.builder.permute(x, _seq(dims))
+
+
+@builtin
 def annotate_layout(ctx, x, layout) -> RegisterTensor:
     """Fix the register layout of tile ``x``; returns ``x``."""
     ctx.builder.annotate_layout(x, layout)

@@ -292,9 +292,14 @@ def _cast_wants(inst: I.Cast):
 
 @WANTS.rule(I.Transpose)
 def _transpose_wants(inst: I.Transpose):
-    """The operand in the result's layout with its dimensions swapped: then no data moves."""
+    """The operand in the result's layout with its dimensions put back: then no data moves."""
     out = inst.out.layout
-    return [("x", None if out is None else permute(out, (1, 0)))]
+    return [("x", None if out is None else permute(out, _inverse(inst.dims)))]
+
+
+def _inverse(dims: tuple[int, ...]) -> tuple[int, ...]:
+    """The permutation that undoes ``dims``."""
+    return tuple(dims.index(d) for d in range(len(dims)))
 
 
 @WANTS.rule(I.Dot)
@@ -374,9 +379,9 @@ def _slice(inst: I.Slice, state: State) -> None:
 @RULES.rule(I.Transpose)
 def _transpose(inst: I.Transpose, state: State) -> None:
     if inst.x.layout is not None:
-        state.set(inst.out, permute(inst.x.layout, (1, 0)))
+        state.set(inst.out, permute(inst.x.layout, inst.dims))
     elif inst.out.layout is not None:
-        state.set(inst.x, permute(inst.out.layout, (1, 0)))
+        state.set(inst.x, permute(inst.out.layout, _inverse(inst.dims)))
 
 
 @RULES.rule(I.View)
