@@ -70,6 +70,9 @@ static inline tv_f16 tv_f32_to_f16_sat(float f) {
   return overflow ? (tv_f16)((h & 0x8000) | 0x7BFF) : h;
 }
 """,
+    "halves": r"""
+static inline tv_u16 tv_half(tv_u32 w, int hi) { return (tv_u16)(hi ? w >> 16 : w); }
+""",
     "bf16": r"""
 static inline float tv_bf16_to_f32(tv_bf16 h) { return __uint_as_float((tv_u32)h << 16); }
 static inline tv_bf16 tv_f32_to_bf16(float f) { return (tv_bf16)tv_host_round16((double)f, 8, 7); }

@@ -205,9 +205,11 @@ def address(index: Sequence[str], strides: Sequence[str | int]) -> str:
     return add(*(mul(i, s) for i, s in zip(index, strides)))
 
 
-def unpack(word: str, vtype: str, dtype, count: int) -> list[str]:
+def unpack(word: str, vtype: str, dtype, count: int, pre) -> list[str]:
     """The ``count`` elements of ``dtype`` in a loaded vector ``word`` of type ``vtype``."""
     bits = elem_bytes(dtype) * 8
+    if bits == 16 and count > 1:
+        pre.use("halves")
     words = [f"{word}.w[{k}]" for k in range(4)] if vtype.startswith("tv_b") else [word]
     out = []
     for j in range(count):
@@ -216,6 +218,9 @@ def unpack(word: str, vtype: str, dtype, count: int) -> list[str]:
         else:
             per = 32 // bits
             w, shift = (words[j // per] if len(words) > 1 else words[0]), (j % per) * bits
+            if bits == 16:
+                out.append(from_code(f"tv_half({w}, {int(shift > 0)})", dtype))
+                continue
             code = f"({w} >> {shift})" if shift else w
         out.append(from_code(code, dtype))
     return out
@@ -371,23 +376,24 @@ def _load_global(em: Emitter, inst: I.LoadGlobal) -> None:
                     value = f"{' && '.join(tests)} ? {value} : {other}"
                 return [f"{name}[{reg}] = {value};"]
             lines, o = _address_var(address(index, g.strides))
-            vector = [f"const {vtype} vec = *reinterpret_cast<const {vtype}*>(&{g.name}[{o}]);"]
-            vector += [
+            loaded = f"*reinterpret_cast<const {vtype}*>(&{g.name}[{o}])"
+            spread = [
                 f"{name}[{add(reg, j)}] = {e};"
-                for j, e in enumerate(unpack("vec", vtype, out.dtype, v))
+                for j, e in enumerate(unpack("vec", vtype, out.dtype, v, em.prelude))
             ]
             whole, tests = _vector_test(em, inst, g, index, inside, guard, v)
             if not whole:
-                return lines + vector
-            lines.append(f"if ({whole}) {{")
-            lines += ["  " + x for x in vector]
-            lines.append("} else {")
+                return [*lines, f"const {vtype} vec = {loaded};", *spread]
+            # Both paths make the vector and it is taken apart after them, so that the compiler
+            # sees the vector's words go straight to their users (no split and re-pair of
+            # 16-bit halves where a pair's two elements meet again).
+            elements = []
             for j in range(v):
                 each = _element_test(em, inst, g, index, inside, tests, j)
                 value = f"{g.name}[{add(o, j)}]"
-                value = f"{each} ? {value} : {other}" if each else value
-                lines.append(f"  {name}[{add(reg, j)}] = {value};")
-            lines.append("}")
+                elements.append(f"({each} ? {value} : {other})" if each else value)
+            lines += [f"{vtype} vec;", f"if ({whole}) {{", f"  vec = {loaded};", "} else {"]
+            lines += [f"  vec = {pack(elements, vtype, out.dtype, em.prelude)};", "}", *spread]
             return lines
 
         em.per_local(r.count, r.radices, r.maps(), body, var="r")
@@ -528,7 +534,7 @@ def shared_access(
             value = pack([f"{reg_name}[{add(reg, j)}]" for j in range(v)], vtype, dtype, em.prelude)
             return [f"*reinterpret_cast<{vtype}*>(&{at}) = {value};"]
         lines = [f"const {vtype} vec = *reinterpret_cast<const {vtype}*>(&{at});"]
-        unpacked = unpack("vec", vtype, dtype, v)
+        unpacked = unpack("vec", vtype, dtype, v, em.prelude)
         lines += [f"{reg_name}[{add(reg, j)}] = {e};" for j, e in enumerate(unpacked)]
         return lines
 

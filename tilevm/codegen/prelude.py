@@ -291,6 +291,21 @@ _snippet(
     "types",
 )
 
+_snippet(
+    "halves",
+    f"""
+// Half ``hi`` (0: bits 0..15, 1: bits 16..31) of a word as a 16-bit register, through PTX's
+// unpacking mov: ptxas then reads it as the word's half (an operand's .H0/.H1 selector),
+// where after a shift it would spend an instruction pairing it again.
+{_FN} tv_u16 tv_half(tv_u32 w, int hi) {{
+  tv_u16 lo16, hi16;
+  asm("mov.b32 {{%0, %1}}, %2;" : "=h"(lo16), "=h"(hi16) : "r"(w));
+  return hi ? hi16 : lo16;
+}}
+""",
+    "types",
+)
+
 _MMA_BODY = """  asm volatile(
       "mma.sync.aligned.{shape}.row.col.{types} "
       "{{%0, %1, %2, %3}}, {{%4, %5, %6, %7}}, {{%8, %9}}, {{%10, %11, %12, %13}};"
