@@ -1,4 +1,4 @@
-"""tilevm.quantize, QuantizedWeight and the tile64x64.v1 packed order.
+"""tilevm.quantize, QuantizedWeight and the packed orders.
 
 The reference here is numpy: quantisation redone in float32 with np.rint, scales
 rounded by numpy (float16) and ml_dtypes (bfloat16), codes decoded in float64
@@ -17,7 +17,7 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from packing_testing import pack_v1
+from packing_testing import pack_reference, pack_v1, packed_columns
 
 import tilevm
 from tilevm.layouts import pack_for_layout
@@ -31,6 +31,7 @@ from tilevm.quant import (
     pack_codes,
     packed_shape,
     quantize,
+    tile_columns,
     tile_layout,
     unpack_codes,
 )
@@ -513,15 +514,31 @@ def test_the_module_docs_worked_example_of_the_int4_code_order():
         code_layout(4, "tile64x64.v9")
 
 
+@pytest.mark.parametrize("older", ["tile64x64.v1", "tile64x64.v2"])
 @pytest.mark.parametrize("nbits", [1, 3, 4, 8])
-def test_weights_packed_in_the_v1_order_convert_to_the_current_one(nbits):
+def test_weights_packed_in_an_older_order_convert_to_the_current_one(nbits, older):
     n, k = 70, 130
     codes = torch.from_numpy(np.random.default_rng(nbits).integers(0, 2**nbits, (n, k)))
-    v1 = pack_v1(codes, nbits)
-    assert torch.equal(unpack_codes(v1, nbits, n, k, "tile64x64.v1"), codes.to(torch.uint8))
+    old = pack_reference(codes, nbits, older)
+    assert torch.equal(unpack_codes(old, nbits, n, k, older), codes.to(torch.uint8))
     current = pack_codes(codes, nbits)
-    assert torch.equal(convert_packed(v1, nbits, n, k, "tile64x64.v1"), current)
+    assert not torch.equal(old, current)
+    assert torch.equal(convert_packed(old, nbits, n, k, older), current)
     assert convert_packed(current, nbits, n, k, FORMAT) is current
+
+
+def test_a_thread_of_a_tile_holds_eight_adjacent_weight_columns():
+    """What the v3 column order is for: the tile columns a lane's fragments hold (g, g + 8,
+    ..., g + 56) are the weight columns 8 g ... 8 g + 7, so their scales are one 16-byte run."""
+    columns = packed_columns(128, FORMAT)
+    assert sorted(columns) == list(range(128))
+    for lane in range(32):
+        held = tile_layout().table()[lane][..., 1]  # the tile columns of the lane's registers
+        for j in range(2):
+            weight = {int(columns[64 * j + c]) for c in held.reshape(-1)}
+            assert weight == set(range(64 * j + 8 * (lane // 4), 64 * j + 8 * (lane // 4) + 8))
+    assert torch.equal(tile_columns(tile_columns(torch.arange(192))), torch.arange(192))
+    assert torch.equal(tile_columns(torch.arange(128)), torch.from_numpy(columns))
 
 
 def test_a_state_dict_saved_in_the_v1_order_loads_packed_anew():
@@ -541,6 +558,7 @@ def test_pack_codes_equals_pack_for_layout_tile_by_tile(nbits):
     assert packed.shape == (2, 3, 512 * nbits) and packed.is_contiguous()
     b = np.zeros((128, 192), np.int64)
     b[:k, :n] = codes.T
+    b = b[:, packed_columns(192, FORMAT)]
     for i in range(2):
         for j in range(3):
             tile = b[64 * i : 64 * i + 64, 64 * j : 64 * j + 64]

@@ -116,7 +116,7 @@ def test_from_quantized_wraps_imported_codes():
 def test_state_dict_round_trips_into_a_fresh_layer(dtype, zero_point, group_size):
     layer = QuantLinear.from_linear(_linear(), dtype, group_size, zero_point)
     state = _round_trip(layer.state_dict())
-    assert state["_extra_state"]["format"] == "tile64x64.v2"
+    assert state["_extra_state"]["format"] == "tile64x64.v3"
     fresh = QuantLinear(256, 96, dtype, group_size, zero_point=zero_point)
     fresh.load_state_dict(state)
     assert fresh.qweight.equal(layer.qweight)

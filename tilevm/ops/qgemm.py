@@ -1,9 +1,9 @@
 """The low-bit GEMM kernels behind :func:`tilevm.ops.quant_matmul`, in tilevm's own language.
 
 ``y[m, n] = sum_k x[m, k] * w[n, k]`` with ``w`` the dequantised weight of a
-:class:`~tilevm.quant.QuantizedWeight` (packing "tile64x64.v2": 64 x 64
+:class:`~tilevm.quant.QuantizedWeight` (packing "tile64x64.v3": 64 x 64
 tiles of codes, k tiles outer, each tile's bytes in the order of one warp's
-mma.sync B fragments; see :mod:`tilevm.quant.packing`).
+mma.sync B fragments, its columns in mma order; see :mod:`tilevm.quant.packing`).
 
 Two GEMM kernels share one main loop (:func:`_main_loop`). A block computes
 ``BLOCK_M`` rows by ``64 * WARPS_N`` columns; its warps form a
@@ -26,7 +26,11 @@ same tile). Per 64-deep tile of k:
    per-group tensor, or the fixed offset of offset-binary codes) subtracted
    and the group's scale multiplied, exactly the reference
    ``fp16(float32(q - z) * float32(s))``, and ``dot`` accumulates in fp32 with
-   mma.sync. Only one step's dequantised registers are live at a time. A 1-bit
+   mma.sync. Only one step's dequantised registers are live at a time. The scales
+   and zeros of the block's columns are loaded in the weight's column order, a
+   thread's eight columns one 16-byte run (the tiles' columns are packed in mma
+   order), and relabelled into the fragments' order for free
+   (:func:`swap_octets`); so are the accumulators before they are stored. A 1-bit
    code has only two values: those are computed once a group row and column,
    by the same operations, and each code picks one (``tl.where``, which
    lowering turns into a mask and a select two lanes an instruction).
@@ -234,15 +238,18 @@ def _group_tiles(gs, gz, kt, col, consts, act):
     """The group rows of k tile ``kt`` that :func:`_weight_step` takes: the scale rows and
     the zero rows (or None); for 1-bit codes instead the two values a code dequantises to,
     ``(code 1, code 0)``, each computed as the wider codes compute theirs (so bit for bit
-    the same), once a group row rather than once a weight."""
+    the same), once a group row rather than once a weight.
+
+    The rows are loaded in the weight's column order, where a thread's eight columns are
+    adjacent (one 16-byte load of each row; a tile's columns are in mma order,
+    :func:`~tilevm.quant.tile_columns`), and relabelled into the tile's order in registers."""
     group, block_n, has_zeros, wtype, zero_offset = consts
     row = 0 if group == 0 else (kt * TILE_K) // group
     rows = TILE_K // _group_rows(group)
-    inside = row + rows <= gs.shape[0] and col + block_n <= gs.shape[1]
-    s_tile = _load_rows(gs, row, col, rows, block_n, inside)
+    s_tile = swap_octets(tl.load(gs, [row, col], [rows, block_n]))
     z_tile = None
     if has_zeros:
-        z_tile = _load_rows(gz, row, col, rows, block_n, inside)
+        z_tile = swap_octets(tl.load(gz, [row, col], [rows, block_n]))
     if wtype.nbits != 1:
         return s_tile, z_tile
     one = _code_value(float(wtype.decode(1)), s_tile, z_tile, zero_offset, act)
@@ -250,16 +257,13 @@ def _group_tiles(gs, gz, kt, col, consts, act):
 
 
 @tilevm.func
-def _load_rows(g, row, col, rows, block_n, inside):
-    """``rows x block_n`` of a ``[groups, n]`` tensor at (row, col): unmasked when the block's
-    rows and columns all lie ``inside`` (every block but those at the right edge, and the
-    last k tile where k is no multiple of 64), so that no element tests its bounds."""
-    t = tl.zeros([rows, block_n], g.dtype)  # (both branches overwrite it)
-    if inside:
-        t = tl.load(g, [row, col], [rows, block_n], masked=False)
-    else:
-        t = tl.load(g, [row, col], [rows, block_n])
-    return t
+def swap_octets(t):
+    """``t [rows, 64 c]`` with column ``64 j + 8 a + b`` moved to ``64 j + 8 b + a`` (its own
+    inverse): between the weight's columns and the order of a packed tile's columns. Free: the
+    same registers, relabelled."""
+    rows, cols = t.shape
+    octets = tl.reshape(t, [rows, cols // TILE_N, 8, 8])
+    return tl.reshape(tl.permute(octets, (0, 1, 3, 2)), [rows, cols])
 
 
 @tilevm.func
@@ -345,8 +349,8 @@ def _main_loop(x, packed, scales, zeros, m, n, k, n_tiles, consts, act):
     tl.free_shared(sx[1])
     tl.free_shared(sx[0])
     if swap_ab:
-        return tl.trans(acc), row, col
-    return acc, row, col
+        acc = tl.trans(acc)
+    return swap_octets(acc), row, col
 
 
 def _make_gemm(act: tilevm.DataType):

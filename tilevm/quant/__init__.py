@@ -2,7 +2,7 @@
 
 ``tilevm.quantize(w, "int3", group_size=128)`` turns a float ``[N, K]`` weight
 into codes packed in the kernels' order (:mod:`.packing`, format
-``tile64x64.v2``) with per-group float16/bfloat16 scales and, for uint types,
+``tile64x64.v3``) with per-group float16/bfloat16 scales and, for uint types,
 optional zero points; :mod:`.weight` states the exact formulas. Imports torch.
 """
 
@@ -15,6 +15,7 @@ from .packing import (
     convert_packed,
     pack_codes,
     packed_shape,
+    tile_columns,
     tile_layout,
     unpack_codes,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "pack_codes",
     "packed_shape",
     "quantize",
+    "tile_columns",
     "tile_layout",
     "unpack_codes",
 ]

@@ -1,4 +1,4 @@
-"""The pre-arranged order of packed weights, format ``tile64x64.v2``.
+"""The pre-arranged order of packed weights, format ``tile64x64.v3``.
 
 The kernels read a quantised weight in 64 (k) x 64 (n) tiles, one warp a tile,
 each thread with ``b`` plain 16-byte loads. So the weight is stored the way a
@@ -7,7 +7,11 @@ warp's registers want it, and no shuffle or ``ldmatrix`` is needed on the GPU.
 1. B = codes^T, ``[K, N]`` (k rows, n columns), is padded with the code of 0
    (``dtype.encode(0)``, which is 0 for every low-bit type) to
    ``Kp = ceil(K / 64) * 64`` rows and ``Np = ceil(N / 64) * 64`` columns.
-2. Tile (i, j) = ``B[64i : 64i + 64, 64j : 64j + 64]`` is distributed over 32
+2. Tile (i, j) holds ``B[64i : 64i + 64, 64j : 64j + 64]`` with its columns in mma order
+   (:func:`tile_columns`): tile column ``8 a + c`` is weight column ``64 j + 8 c + a``. A
+   thread's mma fragments hold tile columns ``g, g + 8, ..., g + 56`` (``g = lane / 4``),
+   so it holds the eight weight columns ``64 j + 8 g ... 64 j + 8 g + 7``: their scales,
+   zero points, bias and outputs are one 16-byte run. The tile is distributed over 32
    threads, 128 codes a thread, as 4 x 8 B fragments of ``mma.m16n8k16``
    (k16 x n8) with the k16 steps outermost: :func:`tile_layout`, whose
    registers ``2p`` and ``2p + 1`` (k rows ``k`` and ``k + 1`` of one column)
@@ -56,7 +60,8 @@ columns in its high half, so bits 0..3 and 16..19 are the pair (k = 0, 1) of
 column 0. That word is its bytes 0..3, at tile bytes 0..3; its bytes 16..31
 land at 512..527 (its second 16-byte load).
 
-``tile64x64.v1`` packed in :func:`tile_layout`'s order; :func:`convert_packed`
+``tile64x64.v1`` packed in :func:`tile_layout`'s order, ``tile64x64.v2`` in this order
+with the weight's columns in their own order (no step 2 relabelling); :func:`convert_packed`
 turns such a weight into this order (loading an old checkpoint does it).
 
 :func:`pack_codes` and :func:`unpack_codes` do all tiles at once with torch
@@ -78,10 +83,10 @@ from ..layouts import RegisterLayout, local, mma_m16n8k16_b, packed_byte_layout
 if TYPE_CHECKING:
     import torch
 
-FORMAT = "tile64x64.v2"
+FORMAT = "tile64x64.v3"
 """The name of the packed order; stored with every quantised weight."""
 
-FORMATS = ("tile64x64.v1", FORMAT)
+FORMATS = ("tile64x64.v1", "tile64x64.v2", FORMAT)
 """Every packed order this version reads (:func:`convert_packed` brings the older ones up)."""
 
 TILE_K = 64
@@ -129,6 +134,15 @@ def _flat(layout: RegisterLayout) -> np.ndarray:
     """``[thread, register]``: the flat tile index ``k * 64 + n`` each register holds."""
     table = layout.table()
     return table[..., 0] * TILE_N + table[..., 1]
+
+
+def tile_columns(rows: torch.Tensor) -> torch.Tensor:
+    """``rows [64 t, ...]`` (weight columns, one a row, as in ``[N, K]`` codes) in the order of
+    packed tiles' columns, and back (the order is its own inverse): row ``64 j + 8 a + c`` moves
+    to ``64 j + 8 c + a``. The kernels relabel scales and outputs the same way in registers
+    (:func:`tilevm.ops.qgemm.swap_octets`)."""
+    n = rows.shape[0]
+    return rows.reshape(n // TILE_N, 8, 8, *rows.shape[1:]).transpose(1, 2).reshape(rows.shape)
 
 
 def tile_bytes(nbits: int) -> int:
@@ -199,7 +213,7 @@ def _check_nbits(nbits: object, where: str) -> int:
 
 
 def pack_codes(codes_nk: torch.Tensor, nbits: int, *, pad_code: int = 0) -> torch.Tensor:
-    """Pack an ``[N, K]`` tensor of b-bit codes into the ``tile64x64.v1`` order.
+    """Pack an ``[N, K]`` tensor of b-bit codes into the :data:`FORMAT` order.
 
     Parameters
     ----------
@@ -216,7 +230,7 @@ def pack_codes(codes_nk: torch.Tensor, nbits: int, *, pad_code: int = 0) -> torc
     torch.Tensor
         uint8 ``[ceil(K/64), ceil(N/64), 512*b]``, contiguous, on the device of
         ``codes_nk``. Tile (i, j) equals ``tilevm.layouts.pack_for_layout(B tile,
-        code_layout(b), b)`` with B the padded transpose of ``codes_nk``.
+        code_layout(b), b)`` with B the padded transpose of ``tile_columns(codes_nk)``.
     """
     import torch
 
@@ -253,6 +267,7 @@ def pack_codes(codes_nk: torch.Tensor, nbits: int, *, pad_code: int = 0) -> torc
         )
         padded[:n, :k] = codes
         codes = padded
+    codes = tile_columns(codes)
     gather, _, byte_src, _ = _device_plan(b, codes.device, FORMAT)
     # [Nt, n, Kt, k] -> [Kt, Nt, k, n] -> flat tile index k*64 + n, then each thread's registers.
     tiles = codes.view(nt, TILE_N, kt, TILE_K).permute(2, 0, 3, 1).reshape(kt, nt, _CODES_PER_TILE)
@@ -306,6 +321,8 @@ def unpack_codes(
         regs &= (1 << b) - 1
     tiles = regs.view(kt, nt, _CODES_PER_TILE)[..., scatter].view(kt, nt, TILE_K, TILE_N)
     codes = tiles.permute(1, 3, 0, 2).reshape(nt * TILE_N, kt * TILE_K)
+    if format == FORMAT:
+        codes = tile_columns(codes)
     return codes[:n, :k].contiguous()
 
 
@@ -328,6 +345,7 @@ __all__ = [
     "pack_codes",
     "packed_shape",
     "tile_bytes",
+    "tile_columns",
     "tile_layout",
     "unpack_codes",
 ]

@@ -337,7 +337,7 @@ class QuantizedWeight:
     group_size
         32, 64, 128, or -1 (one group of the whole K).
     packed
-        uint8 ``[ceil(K/64), ceil(N/64), 512 * b]`` in the ``tile64x64.v1`` order.
+        uint8 ``[ceil(K/64), ceil(N/64), 512 * b]`` in the ``tile64x64.v3`` order.
     scales
         ``[G, N]`` float16 or bfloat16, G = K // group_size (1 for -1), contiguous.
     zeros
@@ -346,7 +346,7 @@ class QuantizedWeight:
         The zero of every group when ``zeros`` is None: 2^(b-1) for uint types
         quantised without zero points, else 0.
     format
-        ``"tile64x64.v1"``.
+        ``"tile64x64.v3"``.
     """
 
     __slots__ = (
