@@ -19,12 +19,14 @@ from tilevm.codegen import CodegenError, EmitOptions, emit_cuda
 from tilevm.codegen.compute import view_plan
 from tilevm.codegen.emitter import EMIT
 from tilevm.ir import inst as I
+from tilevm.ir.stmt import instructions
 from tilevm.layouts import (
     local,
     mma_m16n8k16_a,
     mma_m16n8k16_b,
     mma_m16n8k16_c,
     packed_byte_layout,
+    permute,
     spatial,
     view_moves,
 )
@@ -41,6 +43,7 @@ from tilevm.layouts.indexing import (
 from tilevm.passes.infer_layouts import auto_layout, dot_layouts
 from tilevm.passes.pipeline import run_pipeline
 from tilevm.passes.plan_shared_memory import SharedAllocator
+from tilevm.passes.vectorise import contiguous_run, memory_order
 from tilevm.runtime.compiler import compile_cuda
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
@@ -677,3 +680,42 @@ def test_a_branch_on_divisibility_copies_what_the_interpreter_copies():
         with mirrored_on_host():
             rows_of_n[(1,)](x, y, 2, n)
         np.testing.assert_array_equal(y[0, :256], x[1, :256])
+
+
+# -- registers reordered for wider global accesses -------------------------------------------
+ROWS_FIRST = permute(spatial(16, 8) * local(4, 2), (1, 0))  # 2 rows x 4 columns, rows inner
+
+
+@tilevm.kernel(num_warps=4)
+def rows_first(x: tilevm.Ptr[tilevm.float32], y: tilevm.Ptr[tilevm.float32]):
+    t = tl.load(tl.global_view(x, [16, 64]), [0, 0], [16, 64], layout=ROWS_FIRST)
+    tl.store(tl.global_view(y, [16, 64]), t * 2.0, [0, 0])
+
+
+def test_a_tile_whose_registers_run_over_rows_is_stored_in_vectors():
+    """Each thread holds 4 adjacent columns of 2 rows, registers row-inner: the pass stores
+    them in the other register order, 16 bytes at a time, moved there in registers (no shared
+    memory, no barrier). Loads keep their order (see vectorise._reordered)."""
+    assert contiguous_run(ROWS_FIRST) == 1 and contiguous_run(memory_order(ROWS_FIRST)) == 4
+    assert memory_order(memory_order(ROWS_FIRST)) == memory_order(ROWS_FIRST)
+    program = run_pipeline(rows_first.program())
+    insts = list(instructions(program.body))
+    moves = [i for i in insts if isinstance(i, I.ConvertLayout)]
+    assert len(moves) == 1
+    assert all(local_map(m.out.layout, m.x.layout, 128) is not None for m in moves)
+    accesses = [i for i in insts if isinstance(i, (I.LoadGlobal, I.StoreGlobal))]
+    assert [program.plan.vector[i] for i in accesses] == [1, 4]
+    source = emit_cuda(program).source
+    assert "__syncthreads" not in source and "tv_b128" in source
+    module = compile_cuda(source, program.name, "sm_90a")
+    assert "ld.global.v4" not in module.ptx and module.ptx.count("st.global.v4") == 2
+
+
+def test_a_tile_reordered_for_its_accesses_computes_what_the_interpreter_does():
+    from cuda_host import mirrored_on_host
+
+    x = np.random.default_rng(7).standard_normal((16, 64)).astype(np.float32)
+    y = np.zeros_like(x)
+    with mirrored_on_host():
+        rows_first[(1,)](x, y)
+    np.testing.assert_array_equal(y, x * 2)

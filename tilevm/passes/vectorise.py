@@ -13,6 +13,15 @@ largest power of two ``v`` that divides the run and fits 16 bytes
   which the XOR keeps together;
 - for an async copy, by both its shared and its global side.
 
+Before it records them, the pass gives a global store whose run is short the
+same tile in another register order where that makes its run longer
+(:func:`memory_order`): the mode that steps the last dimension by one element
+becomes the innermost register digit. The threads hold the same elements, so
+the :class:`~tilevm.ir.inst.ConvertLayout` it inserts before the store is
+register copies, which the compiler renames away. An accumulator
+whose registers run over rows first is then stored in 16-byte vectors, not one
+element at a time.
+
 This is what the layouts allow. Whether the addresses are aligned to ``v``
 depends on scalar parameters (strides, offsets, the pointers); lowering
 proves it or tests it and narrows the access where it must
@@ -26,7 +35,8 @@ import copy
 from ..ir import inst as I
 from ..ir.expr import Const
 from ..ir.program import Program
-from ..ir.stmt import instructions
+from ..ir.stmt import For, If, InstStmt, Seq, While, instructions
+from ..ir.tensor import RegisterTensor
 from ..layouts.register import RegisterLayout, mode_weights
 from .infer_layouts import auto_layout
 
@@ -41,6 +51,19 @@ def contiguous_run(layout: RegisterLayout) -> int:
     if layout._mode_dims()[inner] != layout.rank - 1 or mode_weights(layout)[inner] != 1:
         return 1
     return layout.mode_shape[inner]
+
+
+def memory_order(layout: RegisterLayout) -> RegisterLayout:
+    """``layout`` with the register mode that steps its last dimension by one element moved
+    innermost (the other register modes keep their order); ``layout`` itself when it has none.
+    The same elements in the same threads."""
+    dims, weights = layout._mode_dims(), mode_weights(layout)
+    last = layout.rank - 1
+    unit = [m for m in layout.local_modes if dims[m] == last and weights[m] == 1]
+    if not unit or layout.local_modes[-1] == unit[0]:
+        return layout
+    order = tuple(m for m in layout.local_modes if m != unit[0]) + (unit[0],)
+    return RegisterLayout(layout.shape, layout.mode_shape, layout.spatial_modes, order)
 
 
 def widest_vector(layout: RegisterLayout, elem_bytes: int, cap: int = MAX_VECTOR_BYTES) -> int:
@@ -89,9 +112,60 @@ def _vector_of(inst: I.Instruction, num_threads: int) -> int | None:
     return None
 
 
+def _reordered(inst: I.Instruction) -> tuple[str, RegisterTensor, RegisterLayout] | None:
+    """(field, tile, its better register order) for a global store that a register reorder
+    widens; None otherwise.
+
+    Loads keep their order. A lane whose run is longer than one 16-byte vector, such as a
+    bias row broadcast over an accumulator's 16 columns a lane, would load it in vectors
+    that each use half of every 32-byte sector the warp touches. That takes fewer
+    instructions than single elements do, but the host harness holds every vector load to
+    whole sectors, and that check is worth more than the few bias loads."""
+    match inst:
+        case I.StoreGlobal(dst=g, src=t) if _unit_stride(g):
+            field = "src"
+        case _:
+            return None
+    if t.layout is None:
+        return None
+    better = memory_order(t.layout)
+    ebytes = elem_bytes(t.dtype)
+    if widest_vector(better, ebytes) <= widest_vector(t.layout, ebytes):
+        return None
+    return field, t, better
+
+
+def _order_registers(seq: Seq) -> None:
+    """Insert the register reorders of :func:`_reordered` around global accesses."""
+    body = []
+    for stmt in seq.body:
+        match stmt:
+            case InstStmt(inst=inst) if (found := _reordered(inst)) is not None:
+                field, tile, better = found
+                moved = RegisterTensor(tile.dtype, tile.shape, better, tile.name)
+                setattr(inst, field, moved)
+                if field == "out":  # load in the better order, then into the tile's own
+                    body += [stmt, InstStmt(I.ConvertLayout(tile, moved, inst.loc))]
+                else:
+                    body += [InstStmt(I.ConvertLayout(moved, tile, inst.loc)), stmt]
+            case For() | While():
+                _order_registers(stmt.body)
+                body.append(stmt)
+            case If():
+                _order_registers(stmt.then)
+                if stmt.orelse is not None:
+                    _order_registers(stmt.orelse)
+                body.append(stmt)
+            case _:
+                body.append(stmt)
+    seq.body = body
+
+
 def vectorise(program: Program) -> Program:
-    """Record in ``program.plan.vector`` the widest access of every memory instruction."""
+    """Reorder registers where that widens a global access (:func:`memory_order`), then record
+    in ``program.plan.vector`` the widest access of every memory instruction."""
     program = copy.deepcopy(program)
+    _order_registers(program.body)
     for inst in instructions(program.body):
         v = _vector_of(inst, program.num_threads)
         if v is not None:
@@ -103,6 +177,7 @@ __all__ = [
     "MAX_VECTOR_BYTES",
     "contiguous_run",
     "elem_bytes",
+    "memory_order",
     "shared_cap",
     "vectorise",
     "widest_vector",
