@@ -539,6 +539,9 @@ def test_a_thread_of_a_tile_holds_eight_adjacent_weight_columns():
             assert weight == set(range(64 * j + 8 * (lane // 4), 64 * j + 8 * (lane // 4) + 8))
     assert torch.equal(tile_columns(tile_columns(torch.arange(192))), torch.arange(192))
     assert torch.equal(tile_columns(torch.arange(128)), torch.from_numpy(columns))
+    for bad in (torch.arange(100), torch.tensor(3)):
+        with pytest.raises(tilevm.PackError, match="tile_columns: rows must have a first"):
+            tile_columns(bad)
 
 
 def test_a_state_dict_saved_in_the_v1_order_loads_packed_anew():

@@ -112,42 +112,36 @@ def _vector_of(inst: I.Instruction, num_threads: int) -> int | None:
     return None
 
 
-def _reordered(inst: I.Instruction) -> tuple[str, RegisterTensor, RegisterLayout] | None:
-    """(field, tile, its better register order) for a global store that a register reorder
-    widens; None otherwise.
+def _reordered(inst: I.Instruction) -> RegisterLayout | None:
+    """The better register order of a global store's tile, where a reorder widens the store.
 
     Loads keep their order. A lane whose run is longer than one 16-byte vector, such as a
     bias row broadcast over an accumulator's 16 columns a lane, would load it in vectors
     that each use half of every 32-byte sector the warp touches. That takes fewer
     instructions than single elements do, but the host harness holds every vector load to
     whole sectors, and that check is worth more than the few bias loads."""
-    match inst:
-        case I.StoreGlobal(dst=g, src=t) if _unit_stride(g):
-            field = "src"
-        case _:
-            return None
+    if not isinstance(inst, I.StoreGlobal) or not _unit_stride(inst.dst):
+        return None
+    t = inst.src
     if t.layout is None:
         return None
     better = memory_order(t.layout)
     ebytes = elem_bytes(t.dtype)
     if widest_vector(better, ebytes) <= widest_vector(t.layout, ebytes):
         return None
-    return field, t, better
+    return better
 
 
 def _order_registers(seq: Seq) -> None:
-    """Insert the register reorders of :func:`_reordered` around global accesses."""
+    """Insert the register reorders of :func:`_reordered` before global stores."""
     body = []
     for stmt in seq.body:
         match stmt:
-            case InstStmt(inst=inst) if (found := _reordered(inst)) is not None:
-                field, tile, better = found
+            case InstStmt(inst=inst) if (better := _reordered(inst)) is not None:
+                tile = inst.src
                 moved = RegisterTensor(tile.dtype, tile.shape, better, tile.name)
-                setattr(inst, field, moved)
-                if field == "out":  # load in the better order, then into the tile's own
-                    body += [stmt, InstStmt(I.ConvertLayout(tile, moved, inst.loc))]
-                else:
-                    body += [InstStmt(I.ConvertLayout(moved, tile, inst.loc)), stmt]
+                inst.src = moved
+                body += [InstStmt(I.ConvertLayout(moved, tile, inst.loc)), stmt]
             case For() | While():
                 _order_registers(stmt.body)
                 body.append(stmt)
@@ -162,7 +156,7 @@ def _order_registers(seq: Seq) -> None:
 
 
 def vectorise(program: Program) -> Program:
-    """Reorder registers where that widens a global access (:func:`memory_order`), then record
+    """Reorder registers where that widens a global store (:func:`memory_order`), then record
     in ``program.plan.vector`` the widest access of every memory instruction."""
     program = copy.deepcopy(program)
     _order_registers(program.body)

@@ -141,7 +141,12 @@ def tile_columns(rows: torch.Tensor) -> torch.Tensor:
     packed tiles' columns, and back (the order is its own inverse): row ``64 j + 8 a + c`` moves
     to ``64 j + 8 c + a``. The kernels relabel scales and outputs the same way in registers
     (:func:`tilevm.ops.qgemm.swap_octets`)."""
-    n = rows.shape[0]
+    n = rows.shape[0] if rows.dim() else 0
+    if not rows.dim() or n % TILE_N:
+        raise PackError(
+            f"tile_columns: rows must have a first dimension that is a multiple of {TILE_N} "
+            f"(padded weight columns); got shape {tuple(rows.shape)}"
+        )
     return rows.reshape(n // TILE_N, 8, 8, *rows.shape[1:]).transpose(1, 2).reshape(rows.shape)
 
 
