@@ -719,3 +719,38 @@ def test_a_tile_reordered_for_its_accesses_computes_what_the_interpreter_does():
     with mirrored_on_host():
         rows_first[(1,)](x, y)
     np.testing.assert_array_equal(y, x * 2)
+
+
+@tilevm.kernel(num_warps=1)
+def slab(
+    x: tilevm.Ptr[tilevm.float32],
+    y: tilevm.Ptr[tilevm.float32],
+    s: tilevm.int32,
+    m: tilevm.int32,
+    n: tilevm.int32,
+):
+    """Slab 1 of an ``[s, m, n]`` tensor, doubled: its start, ``m * n``, is 16-byte aligned
+    once 4 | n."""
+    t = tl.load(tl.global_view(x, [s, m, n]), [1, 0, 0], [1, 4, 64])
+    tl.store(tl.global_view(y, [s, m, n]), t * 2.0, [1, 0, 0])
+
+
+def test_a_stride_that_is_a_product_of_parameters_vectorises_on_a_test_of_one_factor():
+    """The first dimension's stride is m * n; the test is on n, which the rows need anyway, not
+    on m (1 at decode, where the workspace of split-K partial sums has this shape)."""
+    source = emit_cuda(run_pipeline(slab.program())).source
+    assert "n_is_multiple_of_4" in source and "m_is_multiple_of" not in source
+    assert source.count("reinterpret_cast<const tv_b128*>") == 1
+    assert source.count("reinterpret_cast<tv_b128*>") == 1
+
+
+def test_a_slab_behind_a_product_stride_copies_what_the_interpreter_copies():
+    from cuda_host import mirrored_on_host
+
+    for m, n in ((4, 64), (1, 64), (5, 66)):
+        x = np.random.default_rng(m * n).standard_normal((3, m, n)).astype(np.float32)
+        y = np.zeros_like(x)
+        with mirrored_on_host():
+            slab[(1,)](x, y, 3, m, n)
+        rows = min(m, 4)
+        np.testing.assert_array_equal(y[1, :rows, :64], 2 * x[1, :rows, :64])

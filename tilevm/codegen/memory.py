@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import inst as I
-from ..ir.expr import Const, Expr
+from ..ir.expr import Binary, Const, Expr
 from ..ir.tensor import SharedTensor
 from ..layouts.indexing import local_parts, local_radices
 from ..layouts.register import RegisterLayout
@@ -168,9 +168,9 @@ def _alignment_needs(em, layout, offsets, strides, v, speculate) -> dict[str, in
         ):
             if coeff == 0 or ds == 0 or (coeff * ds) % v == 0:
                 continue
-            param = em.param_of(stride)
+            param, rest = _param_factor(em, stride, strides)
             if param is not None and speculate:
-                needs[param] = math.lcm(needs.get(param, 1), v // math.gcd(v, coeff))
+                needs[param] = math.lcm(needs.get(param, 1), v // math.gcd(v, coeff * rest))
                 continue
             param = em.param_of(offset) if speculate_on_offset else None
             if param is not None and speculate:
@@ -178,6 +178,26 @@ def _alignment_needs(em, layout, offsets, strides, v, speculate) -> dict[str, in
                 continue
             return None
     return needs
+
+
+def _param_factor(em, stride, strides) -> tuple[str | None, int]:
+    """(A scalar parameter that ``stride`` is a multiple of, the known divisor of the rest):
+    the stride itself, or a factor of a product, preferring one that is another dimension's
+    stride (``m * n``, the stride of a ``[s, m, n]`` view's first dimension, is a multiple of
+    4 once n, the next one's, is); ``(None, 1)`` when there is none."""
+    param = em.param_of(stride)
+    if param is not None:
+        return param, 1
+    if not (isinstance(stride, Binary) and stride.op == "mul"):
+        return None, 1
+    others = {em.param_of(s) for s in strides} - {None}
+    factors = [(stride.lhs, stride.rhs), (stride.rhs, stride.lhs)]
+    factors.sort(key=lambda pair: em.param_of(pair[0]) not in others)
+    for factor, rest in factors:
+        param = em.param_of(factor)
+        if param is not None:
+            return param, em.divisor(rest)
+    return None, 1
 
 
 # -- texts shared by the rules ---------------------------------------------------------------------
