@@ -282,3 +282,12 @@ def test_forward_matches_a_float32_matmul_of_the_dequantised_weight(
     assert y.shape == (3, 64) and y.dtype == half
     error = (y.float() - expected).norm() / expected.norm()
     assert error <= tolerance
+
+
+def test_torch_compile_traces_a_layer_without_graph_breaks():
+    """The layer builds its QuantizedWeight inside the traced forward: its checks must not
+    ask a traced tensor for an address."""
+    layer = QuantLinear.from_linear(nn.Linear(128, 64).half(), dtype="int4", group_size=32)
+    x = torch.randn(3, 128).half()
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), layer(x))

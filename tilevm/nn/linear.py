@@ -41,9 +41,11 @@ from ..quant.weight import (
     _group_size,
     _low_bit_dtype,
     _scale_dtype,
+    check_perm,
 )
 
 _META_KEYS = ("format", "dtype", "out_features", "in_features", "group_size", "zero_offset")
+_OPTIONAL_META_KEYS = ("act_order",)  # absent from checkpoints of older tilevms: False
 
 
 class QuantLinear(nn.Module):
@@ -65,6 +67,10 @@ class QuantLinear(nn.Module):
         torch.float16 or torch.bfloat16: the dtype of the scales, zeros and bias.
     device
         Where the buffers live.
+    act_order
+        Whether the weight's groups are not runs of K (GPTQ ``desc_act``): a ``perm``
+        buffer then holds the stored order of the in-features
+        (:attr:`~tilevm.quant.QuantizedWeight.perm`).
 
     A new layer holds a zero weight (every code means 0); fill it with
     ``load_state_dict`` or build it with :meth:`from_linear` / :meth:`from_quantized`.
@@ -80,6 +86,7 @@ class QuantLinear(nn.Module):
         zero_point: bool = False,
         scale_dtype: torch.dtype = torch.float16,
         device: torch.device | str | None = None,
+        act_order: bool = False,
     ) -> None:
         super().__init__()
         where = "QuantLinear"
@@ -95,6 +102,8 @@ class QuantLinear(nn.Module):
             raise QuantError(
                 f"{where}: zero points apply to uint types; got zero_point=True for {t.name}"
             )
+        if not isinstance(act_order, bool):
+            raise QuantTypeError(f"{where}: act_order must be a bool; got {act_order!r}")
         self.in_features = in_features
         self.out_features = out_features
         self.dtype: DataType = t
@@ -109,6 +118,8 @@ class QuantLinear(nn.Module):
         self.register_buffer("scales", torch.ones((g, out_features), dtype=sd, device=device))
         zeros = torch.zeros((g, out_features), dtype=sd, device=device) if zero_point else None
         self.register_buffer("zeros", zeros)
+        perm = torch.arange(in_features, device=device) if act_order else None
+        self.register_buffer("perm", perm)
         if bias:
             self.bias = nn.Parameter(
                 torch.zeros(out_features, dtype=sd, device=device), requires_grad=False
@@ -128,6 +139,7 @@ class QuantLinear(nn.Module):
             scales=self.scales,
             zeros=self.zeros,
             zero_offset=self.zero_offset,
+            perm=self.perm,
             where="QuantLinear.qweight",
         )
 
@@ -138,6 +150,10 @@ class QuantLinear(nn.Module):
     @property
     def zero_point(self) -> bool:
         return self.zeros is not None
+
+    @property
+    def act_order(self) -> bool:
+        return self.perm is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from ..ops import quant_matmul
@@ -169,11 +185,13 @@ class QuantLinear(nn.Module):
             zero_point=qweight.zeros is not None,
             scale_dtype=qweight.scale_dtype,
             device="meta",
+            act_order=qweight.perm is not None,
         )
         layer.zero_offset = qweight.zero_offset
         layer.packed = qweight.packed
         layer.scales = qweight.scales
         layer.zeros = qweight.zeros
+        layer.perm = qweight.perm
         if bias is not None:
             b = bias.detach().to(device=qweight.device, dtype=qweight.scale_dtype)
             layer.bias = nn.Parameter(b.contiguous(), requires_grad=False)
@@ -209,14 +227,18 @@ class QuantLinear(nn.Module):
             "in_features": self.in_features,
             "group_size": self.group_size,
             "zero_offset": self.zero_offset,
+            "act_order": self.act_order,
         }
 
     def set_extra_state(self, state: Any) -> None:
         where = "QuantLinear.load_state_dict"
-        if not isinstance(state, dict) or set(state) != set(_META_KEYS):
+        if not isinstance(state, dict) or not (
+            set(_META_KEYS) <= set(state) <= set(_META_KEYS + _OPTIONAL_META_KEYS)
+        ):
             raise QuantError(
                 f"{where}: the extra state must be a dict with the keys "
-                f"{', '.join(_META_KEYS)}; got {state!r}"
+                f"{', '.join(_META_KEYS)} (and optionally {', '.join(_OPTIONAL_META_KEYS)}); "
+                f"got {state!r}"
             )
         _check_format(state["format"], where)
         t = _low_bit_dtype(state["dtype"], where)
@@ -228,6 +250,15 @@ class QuantLinear(nn.Module):
                 f"group_size={theirs[3]}, but this layer is {self.dtype.name} [{ours[1]}, "
                 f"{ours[2]}] with group_size={ours[3]}"
             )
+        act_order = state.get("act_order", False)
+        if act_order != self.act_order:
+            raise QuantError(
+                f"{where}: the checkpoint's weight has act_order={act_order}, but this layer "
+                f"has act_order={self.act_order}; build it with QuantLinear(..., "
+                f"act_order={act_order})"
+            )
+        if self.perm is not None:
+            check_perm(self.perm, where, "the checkpoint's perm")
         # The zero offset comes from the checkpoint (from_codes may import another one).
         self.zero_offset = QuantizedWeight(
             dtype=t,
@@ -253,6 +284,7 @@ class QuantLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"dtype={self.dtype.name}, group_size={self.group_size}, "
             f"bias={self.bias is not None}, zero_point={self.zero_point}, scale_dtype={scale}"
+            + (", act_order=True" if self.act_order else "")
         )
 
 

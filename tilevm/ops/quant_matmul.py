@@ -291,6 +291,9 @@ def _run(
     # torch.compile traces that one, and a traced tensor has no address).
     x = _aligned(x)
     bias = None if bias is None else _aligned(bias)
+    # A QuantizedWeight checks its own, but not while torch.compile traces it (no addresses).
+    packed, scales = _aligned(packed), _aligned(scales)
+    zeros = None if zeros is None else _aligned(zeros)
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
         return out
@@ -475,7 +478,8 @@ def quant_matmul(
         and offset: it is copied when not contiguous or not 16-byte aligned).
     qweight
         A :class:`tilevm.QuantizedWeight` of shape ``[N, K]`` whose scales have
-        x's dtype.
+        x's dtype. With act order (``qweight.perm``), x's features are gathered
+        into the stored order first.
     bias
         ``[N]`` in x's dtype, or None.
 
@@ -486,7 +490,9 @@ def quant_matmul(
     """
     _check(x, qweight, bias)
     n, k = qweight.shape
-    x2 = x.reshape(-1, k).contiguous()
+    x2 = x.reshape(-1, k)
+    # An act-order weight stores its in-features in the order perm (its groups are runs there).
+    x2 = x2.contiguous() if qweight.perm is None else x2.index_select(1, qweight.perm)
     bias = None if bias is None else bias.contiguous()
     w = qweight
     if _eager(x2, w.packed, w.scales, w.zeros, bias):

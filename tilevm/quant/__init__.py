@@ -6,6 +6,7 @@ into codes packed in the kernels' order (:mod:`.packing`, format
 optional zero points; :mod:`.weight` states the exact formulas. Imports torch.
 """
 
+from .checkpoints import AWQ_ORDER, GPTQ_FORMATS, from_awq, from_gptq, unpack_int32
 from .packing import (
     FORMAT,
     FORMATS,
@@ -29,8 +30,10 @@ from .weight import (
 )
 
 __all__ = [
+    "AWQ_ORDER",
     "FORMAT",
     "FORMATS",
+    "GPTQ_FORMATS",
     "GROUP_SIZES",
     "SCALE_DTYPES",
     "TILE_K",
@@ -40,10 +43,13 @@ __all__ = [
     "QuantizedWeight",
     "code_layout",
     "convert_packed",
+    "from_awq",
+    "from_gptq",
     "pack_codes",
     "packed_shape",
     "quantize",
     "tile_columns",
     "tile_layout",
     "unpack_codes",
+    "unpack_int32",
 ]

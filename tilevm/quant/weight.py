@@ -313,6 +313,8 @@ ALIGNMENT = 16
 
 
 def _check_aligned(value: torch.Tensor, where: str, arg: str) -> None:
+    if torch.compiler.is_compiling():
+        return  # a traced tensor has no address; the buffers were checked when they were made
     offset = value.data_ptr() % ALIGNMENT
     if offset:
         raise QuantError(
@@ -320,6 +322,77 @@ def _check_aligned(value: torch.Tensor, where: str, arg: str) -> None:
             f"it in 16-byte vectors); its address is {offset} bytes past one: pass "
             f"{arg}.clone()"
         )
+
+
+def _check_perm_shape(perm: Any, k: int, device: torch.device, where: str) -> None:
+    """``perm`` is an int64 ``[K]`` tensor on ``device`` (its values: :func:`check_perm`)."""
+    if not isinstance(perm, torch.Tensor):
+        raise QuantTypeError(
+            f"{where}: perm must be a torch.Tensor or None; got {type(perm).__name__}"
+        )
+    if perm.dtype != torch.int64 or tuple(perm.shape) != (k,):
+        raise QuantError(
+            f"{where}: perm must be int64 of shape [{k}] (K = in_features); got {perm.dtype} of "
+            f"shape {list(perm.shape)}"
+        )
+    if not perm.is_contiguous():
+        raise QuantError(f"{where}: perm must be contiguous")
+    if perm.device != device:
+        raise QuantError(
+            f"{where}: perm must be on the device of packed ({device}); got {perm.device}"
+        )
+
+
+def check_perm(perm: torch.Tensor, where: str, arg: str = "perm") -> None:
+    """``perm`` holds each of ``0 .. K-1`` once (a bad one would gather x out of bounds)."""
+    k = perm.numel()
+    seen = torch.zeros(k, dtype=torch.bool, device=perm.device)
+    inside = (perm >= 0) & (perm < k)
+    if not bool(inside.all()):
+        raise QuantError(
+            f"{where}: {arg} must be a permutation of 0..{k - 1}; got {perm[~inside][0].item()} "
+            f"at index {_first_bad(~inside)}"
+        )
+    seen[perm] = True
+    if not bool(seen.all()):
+        raise QuantError(
+            f"{where}: {arg} must be a permutation of 0..{k - 1}; {_first_bad(~seen)[0]} is missing"
+        )
+
+
+def _group_order(
+    g_idx: Any, k: int, groups: int, device: torch.device, where: str
+) -> torch.Tensor | None:
+    """The stored order of the in-features for the groups ``g_idx`` (:attr:`QuantizedWeight.perm`):
+    group after group, each in its features' order; None when that is the order of K."""
+    gi = _as_tensor(g_idx, where, "g_idx")
+    if not _is_integer_dtype(gi.dtype) or gi.dim() != 1:
+        raise QuantError(
+            f"{where}: g_idx must be a 1-D integer tensor (the group of each in-feature); got "
+            f"{gi.dtype} of shape {list(gi.shape)}"
+        )
+    _check_device(gi, device, where, "g_idx")
+    if gi.numel() != k:
+        raise QuantError(f"{where}: g_idx must have shape [{k}] (K); got {list(gi.shape)}")
+    gi = gi.long()
+    outside = (gi < 0) | (gi >= groups)
+    if bool(outside.any()):
+        raise QuantError(
+            f"{where}: g_idx must hold groups 0..{groups - 1}; got {gi[outside][0].item()} at "
+            f"index {_first_bad(outside)}"
+        )
+    per = k // groups
+    counts = torch.bincount(gi, minlength=groups)
+    if bool((counts != per).any()):
+        bad = int((counts != per).nonzero()[0])
+        raise QuantError(
+            f"{where}: each group must have group_size = {per} in-features in g_idx; group "
+            f"{bad} has {int(counts[bad])}"
+        )
+    perm = torch.sort(gi, stable=True).indices
+    if bool((perm == torch.arange(k, device=device)).all()):
+        return None
+    return perm.contiguous()
 
 
 class QuantizedWeight:
@@ -347,6 +420,13 @@ class QuantizedWeight:
         quantised without zero points, else 0.
     format
         ``"tile64x64.v3"``.
+    perm
+        None, or int64 ``[K]``, a permutation of the in-features (act-order
+        weights, whose groups are not runs of K): the codes, and so the groups,
+        are stored in the order ``perm``, stored column j being the weight's
+        column ``perm[j]``. :func:`~tilevm.ops.quant_matmul` takes ``x[...,
+        perm]``; :meth:`codes` and :meth:`dequantize` answer in the weight's own
+        order, where column k is in group ``j // group_size`` for ``perm[j] = k``.
     """
 
     __slots__ = (
@@ -354,6 +434,7 @@ class QuantizedWeight:
         "format",
         "group_size",
         "packed",
+        "perm",
         "scales",
         "shape",
         "zero_offset",
@@ -371,6 +452,7 @@ class QuantizedWeight:
         zeros: torch.Tensor | None = None,
         zero_offset: int = 0,
         format: str = FORMAT,
+        perm: torch.Tensor | None = None,
         where: str = "QuantizedWeight",
     ) -> None:
         t = _low_bit_dtype(dtype, where)
@@ -445,6 +527,8 @@ class QuantizedWeight:
             raise QuantError(
                 f"{where}: zero_offset must lie in 0..{(1 << t.nbits) - 1}; got {zero_offset}"
             )
+        if perm is not None:
+            _check_perm_shape(perm, k, packed.device, where)
         self.dtype = t
         self.shape = (n, k)
         self.group_size = group_size
@@ -453,6 +537,7 @@ class QuantizedWeight:
         self.zeros = zeros
         self.zero_offset = zero_offset
         self.format = FORMAT
+        self.perm = perm
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -488,8 +573,20 @@ class QuantizedWeight:
 
     # -- values ------------------------------------------------------------------------------
     def codes(self) -> torch.Tensor:
-        """The ``[N, K]`` uint8 codes (two's complement for int types), unpacked."""
+        """The ``[N, K]`` uint8 codes (two's complement for int types), unpacked, in the
+        weight's own column order."""
+        return self._unpermuted(self._stored_codes())
+
+    def _stored_codes(self) -> torch.Tensor:
         return unpack_codes(self.packed, self.nbits, *self.shape)
+
+    def _unpermuted(self, stored: torch.Tensor) -> torch.Tensor:
+        """``[N, K]`` columns in stored order put back in the weight's order."""
+        if self.perm is None:
+            return stored
+        out = torch.empty_like(stored)
+        out[:, self.perm] = stored
+        return out
 
     def dequantize(self) -> torch.Tensor:
         """The weight the kernels use, ``[N, K]`` in the scale dtype (the module docstring)."""
@@ -497,12 +594,13 @@ class QuantizedWeight:
         g = self.num_groups
         levels = self.dtype.decode(np.arange(1 << self.nbits)).astype(np.float32)
         table = torch.from_numpy(levels).to(self.device)
-        v = table[self.codes().long()].view(n, g, k // g)
+        v = table[self._stored_codes().long()].view(n, g, k // g)
         if self.zeros is not None:
             v = v - self.zeros.T.float()[..., None]
         elif self.zero_offset:
             v = v - _divisor(v, self.zero_offset)
-        return (v * self.scales.T.float()[..., None]).to(self.scale_dtype).view(n, k)
+        w = (v * self.scales.T.float()[..., None]).to(self.scale_dtype).view(n, k)
+        return self._unpermuted(w)
 
     def to(self, device: torch.device | str | int) -> QuantizedWeight:
         """The same weight on ``device`` (self when it is there already)."""
@@ -515,6 +613,7 @@ class QuantizedWeight:
             scales=self.scales.to(device),
             zeros=None if self.zeros is None else self.zeros.to(device),
             zero_offset=self.zero_offset,
+            perm=None if self.perm is None else self.perm.to(device),
         )
 
     def cpu(self) -> QuantizedWeight:
@@ -536,16 +635,20 @@ class QuantizedWeight:
         )
         if not same_meta or (self.zeros is None) != (other.zeros is None):
             return False
+        if (self.perm is None) != (other.perm is None):
+            return False
         pairs = [(self.packed, other.packed), (self.scales, other.scales)]
-        if self.zeros is not None:
-            pairs.append((self.zeros, other.zeros))
+        for mine, theirs in ((self.zeros, other.zeros), (self.perm, other.perm)):
+            if mine is not None:
+                pairs.append((mine, theirs))
         return all(
             a.dtype == b.dtype and a.device == b.device and torch.equal(a, b) for a, b in pairs
         )
 
     # -- serialisation -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Tensors (``packed``, ``scales``, ``zeros`` if any) and metadata (str and int)."""
+        """Tensors (``packed``, ``scales``, ``zeros`` and ``perm`` if any) and metadata (str and
+        int)."""
         d: dict[str, Any] = {
             "packed": self.packed,
             "scales": self.scales,
@@ -556,8 +659,9 @@ class QuantizedWeight:
             "group_size": self.group_size,
             "zero_offset": self.zero_offset,
         }
-        if self.zeros is not None:
-            d["zeros"] = self.zeros
+        for key in ("zeros", "perm"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
     @classmethod
@@ -579,7 +683,7 @@ class QuantizedWeight:
         missing = [key for key in required if key not in state]
         if missing:
             raise QuantError(f"{where}: state lacks {', '.join(map(repr, missing))}")
-        unknown = sorted(set(state) - set(required) - {"zeros"})
+        unknown = sorted(set(state) - set(required) - {"zeros", "perm"})
         if unknown:
             raise QuantError(f"{where}: state has unknown keys {', '.join(map(repr, unknown))}")
         _check_format(state["format"], where)
@@ -593,10 +697,13 @@ class QuantizedWeight:
                 scales=state["scales"],
                 zeros=state.get("zeros"),
                 zero_offset=state["zero_offset"],
+                perm=state.get("perm"),
                 where=where,
             )
 
         weight = build(state["packed"])
+        if weight.perm is not None:
+            check_perm(weight.perm, where)
         if state["format"] == FORMAT:
             return weight
         # An older order, checked as it is: packed anew.
@@ -613,6 +720,7 @@ class QuantizedWeight:
         group_size: int = 128,
         *,
         zero_offset: int | None = None,
+        g_idx: Any = None,
     ) -> QuantizedWeight:
         """Import integer codes quantised elsewhere (GPTQ, AWQ, ...).
 
@@ -634,8 +742,14 @@ class QuantizedWeight:
         zero_offset
             uint types without ``zeros``: the zero of every group, by default 2^(b-1)
             (offset binary, as :func:`quantize` uses); 0 makes the codes plain magnitudes.
+        g_idx
+            ``[K]`` integers, the group of each in-feature, or None (feature k in group
+            ``k // group_size``). Act-order (GPTQ ``desc_act``) weights have each group's
+            ``group_size`` features anywhere in K: the weight then stores them in group order
+            (:attr:`perm`) and :func:`~tilevm.ops.quant_matmul` gathers x to match.
 
-        The dequantised weight is ``scale_dtype(float32(decode(code) - z) * float32(s))``.
+        The dequantised weight is ``scale_dtype(float32(decode(code) - z) * float32(s))``,
+        with the scale and zero of the code's group.
         """
         where = "QuantizedWeight.from_codes"
         if dtype is None:
@@ -665,6 +779,9 @@ class QuantizedWeight:
                 f"{where}: codes must be {what}; got {c[bad][0].item()} at index {_first_bad(bad)}"
             )
         c = (c.to(torch.int16) & hi).to(torch.uint8)
+        perm = None if g_idx is None else _group_order(g_idx, k, g, c.device, where)
+        if perm is not None:
+            c = c[:, perm]
         if t.is_float:
             finite = np.isfinite(t.decode(np.arange(1 << b)))
             if not finite.all():
@@ -716,16 +833,18 @@ class QuantizedWeight:
             scales=s.contiguous(),
             zeros=z,
             zero_offset=zero_offset,
+            perm=perm,
             where=where,
         )
 
     def __repr__(self) -> str:
         zero = "zeros=per-group" if self.zeros is not None else f"zero_offset={self.zero_offset}"
         scale = str(self.scale_dtype).removeprefix("torch.")
+        perm = ", act_order (perm)" if self.perm is not None else ""
         return (
             f"QuantizedWeight({self.dtype.name}, out_features={self.out_features}, "
             f"in_features={self.in_features}, group_size={self.group_size}, "
-            f"scale_dtype={scale}, {zero}, device={self.device}, format={self.format!r})"
+            f"scale_dtype={scale}, {zero}{perm}, device={self.device}, format={self.format!r})"
         )
 
 
