@@ -14,7 +14,7 @@ import torch
 import tilevm
 from tilevm.nn import QuantLinear
 from tilevm.ops import quant_matmul
-from tilevm.quant import AWQ_ORDER, QuantError, from_awq, from_gptq, unpack_int32
+from tilevm.quant import AWQ_ORDER, QuantError, QuantTypeError, from_awq, from_gptq, unpack_int32
 
 
 def _stream_words(fields, bits: int, words: int) -> list[int]:
@@ -176,3 +176,77 @@ def test_torch_compile_traces_an_act_order_layer_without_graph_breaks():
     x = torch.randn(3, 128).half()
     compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
     assert torch.equal(compiled(x), layer(x))
+
+
+def test_more_bad_gptq_and_awq_tensors_are_named():
+    rng = np.random.default_rng(4)
+    (qweight, qzeros, s, _), _ = _gptq(rng, 64, 128, 4, 32, False)
+    cases = [
+        (lambda: from_gptq(qweight, qzeros, s, bits=9), r"bits must be an int in 1\.\.8"),
+        (lambda: from_gptq(qweight[:1], qzeros, s, bits=3), "no whole number of 3-bit fields"),
+        (lambda: from_gptq(qweight[0], qzeros, s, bits=4), "qweight must have a 2-D shape"),
+        (
+            lambda: from_gptq(qweight, qzeros, s[:, :32], bits=4),
+            r"scales must have shape \[G, 64\]",
+        ),
+        (
+            lambda: from_gptq(qweight, qzeros, s.float(), bits=4),
+            "scales must be float16 or bfloat16",
+        ),
+        (lambda: from_gptq(qweight, qzeros.long(), s, bits=4), "qzeros must be int32"),
+        (
+            lambda: from_gptq(qweight, qzeros, s[:3], bits=4),
+            "3 groups, which do not divide K = 128",
+        ),
+    ]
+    awq_w, awq_z = qweight[:, :8].repeat(8, 1), qzeros[:, :8]  # [128, 8], [4, 8]: K 128, N 64
+    cases += [
+        (lambda: from_awq(awq_w.long(), awq_z, s), "qweight must be int32"),
+        (lambda: from_awq(awq_w, awq_z[:, :4], s), r"qzeros must have shape \[4, 8\]"),
+        (lambda: from_awq(awq_w, awq_z, s[:, :8]), r"scales must have shape \[G, 64\]"),
+        (lambda: from_awq(awq_w, awq_z, s, group_size=64), "group_size = 64 but the scales have 4"),
+    ]
+    for call, message in cases:
+        with pytest.raises(QuantError, match=message):
+            call()
+    assert from_awq(awq_w, awq_z, s).shape == (64, 128)
+
+
+@pytest.mark.parametrize(
+    ("g_idx", "message"),
+    [
+        (torch.zeros(2, 64, dtype=torch.int32), "g_idx must be a 1-D integer tensor"),
+        (torch.zeros(128), "g_idx must be a 1-D integer tensor"),
+        (torch.arange(64) // 32, r"g_idx must have shape \[128\]"),
+        (torch.arange(128, device="meta") // 32, "g_idx must be on cpu like the codes"),
+    ],
+)
+def test_from_codes_names_a_bad_g_idx(g_idx, message):
+    codes = torch.randint(0, 16, (64, 128))
+    with pytest.raises(QuantError, match=message):
+        tilevm.QuantizedWeight.from_codes(
+            codes, torch.ones(4, 64).half(), dtype="uint4", group_size=32, g_idx=g_idx
+        )
+
+
+@pytest.mark.parametrize(
+    ("perm", "error", "message"),
+    [
+        ([0, 1], QuantTypeError, "perm must be a torch.Tensor or None"),
+        (torch.arange(128, dtype=torch.int32), QuantError, r"perm must be int64 of shape \[128\]"),
+        (torch.arange(64), QuantError, r"perm must be int64 of shape \[128\]"),
+        (torch.arange(256)[::2], QuantError, "perm must be contiguous"),
+        (torch.arange(128, device="meta"), QuantError, r"perm must be on the device of packed"),
+    ],
+)
+def test_a_weight_names_a_bad_perm(perm, error, message):
+    w = tilevm.quantize(torch.randn(64, 128), "int4", group_size=32)
+    with pytest.raises(error, match=message):
+        tilevm.QuantizedWeight(
+            dtype=w.dtype, shape=w.shape, group_size=32, packed=w.packed, scales=w.scales, perm=perm
+        )
+
+
+def test_act_order_must_be_a_bool():
+    with pytest.raises(QuantTypeError, match="act_order must be a bool"):
+        QuantLinear(128, 64, "int4", 32, act_order="yes")
