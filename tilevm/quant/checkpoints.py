@@ -98,7 +98,7 @@ def _groups(scales: Any, n: int, where: str) -> tuple[torch.Tensor, int]:
     return s, s.shape[0]
 
 
-def _group_size(group_size: Any, k: int, groups: int, where: str) -> int:
+def _implied_group_size(group_size: Any, k: int, groups: int, where: str) -> int:
     """The group size the scales imply (``k // groups``; -1 for one group), checked against one
     given."""
     implied = -1 if groups == 1 else k // groups
@@ -156,7 +156,7 @@ def from_gptq(
         )
     k = qw.shape[0] * 32 // bits
     s, g = _groups(scales, n, where)
-    gs = _group_size(group_size, k, g, where)
+    gs = _implied_group_size(group_size, k, g, where)
     qz = _int32(qzeros, where, "qzeros")
     want = (g, _words_for(n, bits, where, "N"))
     if tuple(qz.shape) != want:
@@ -186,7 +186,7 @@ def from_awq(
     qw = _int32(qweight, where, "qweight")
     k, n = qw.shape[0], qw.shape[1] * 8
     s, g = _groups(scales, n, where)
-    gs = _group_size(group_size, k, g, where)
+    gs = _implied_group_size(group_size, k, g, where)
     qz = _int32(qzeros, where, "qzeros")
     if tuple(qz.shape) != (g, n // 8):
         raise QuantError(f"{where}: qzeros must have shape {[g, n // 8]}; got {list(qz.shape)}")
